@@ -1,0 +1,121 @@
+"""What every method receives: the composed config plus the shared services built from it
+(paths, caches, trainers, datasets, models, timings).
+
+    ctx = RunContext.from_config(cfg)
+    splits = ctx.splits("base")                   # few-shot + base/novel per the setting
+    bundle = ctx.load_model(cfg.model)
+    with ctx.timed("feature_pass_s"): ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from transmiter.features.store import ArrayCache
+from transmiter.instantiate import build_trainer, instantiate
+
+
+def absolute(path: Any) -> Path:
+    return Path(str(path)).expanduser().resolve()
+
+
+@dataclass
+class RunContext:
+    cfg: DictConfig
+    output_dir: Path
+    data_dir: Path
+    cache_dir: Path
+    seed: int
+    timings: dict[str, float] = field(default_factory=dict)
+    _models: dict[str, Any] = field(default_factory=dict)
+    _splits: dict[tuple, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, output_dir: str | Path | None = None) -> RunContext:
+        out = absolute(output_dir if output_dir is not None else cfg.paths.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return cls(
+            cfg=cfg,
+            output_dir=out,
+            data_dir=absolute(cfg.paths.data_dir),
+            cache_dir=absolute(cfg.paths.cache_dir),
+            seed=int(cfg.seed),
+        )
+
+    # --- caches -------------------------------------------------------------------------------
+    @property
+    def feature_cache(self) -> ArrayCache:
+        return ArrayCache(self.cache_dir / "features")
+
+    @property
+    def head_cache(self) -> ArrayCache:
+        return ArrayCache(self.cache_dir / "text_heads")
+
+    # --- trainers -----------------------------------------------------------------------------
+    def make_trainer(self, purpose: str = "eval", **overrides: Any) -> L.Trainer:
+        return build_trainer(self.cfg.trainer, purpose=purpose, root_dir=self.output_dir, **overrides)
+
+    # --- data ---------------------------------------------------------------------------------
+    @property
+    def dataset_spec(self):
+        return dataset_spec_from_config(self.cfg.dataset)
+
+    def splits(self, subsample: str, shots: int | None = None, dataset_cfg: DictConfig | None = None):
+        """Few-shot sampled (seeded) then base/novel-subsampled splits, memoised per run."""
+        from transmiter.data.protocol import build_splits
+
+        spec = dataset_spec_from_config(dataset_cfg if dataset_cfg is not None else self.cfg.dataset)
+        shots = int(self.cfg.setting.shots) if shots is None else shots
+        key = (spec.name, spec.folder, subsample, shots, self.seed)
+        if key not in self._splits:
+            self._splits[key] = build_splits(
+                spec, self.data_dir, shots=shots, seed=self.seed, subsample=subsample
+            )
+        return self._splits[key]
+
+    # --- models -------------------------------------------------------------------------------
+    def load_model(self, node: DictConfig | Any, device: str = "cpu"):
+        from transmiter.models.clip import ModelSpec, load_clip
+
+        spec = node if isinstance(node, ModelSpec) else instantiate(node)
+        key = repr(spec)
+        if key not in self._models:
+            with self.timed("model_load_s"):
+                self._models[key] = load_clip(spec, device=device)
+        return self._models[key]
+
+    # --- timings ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def timed(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+_SPEC_EXTRAS = ("templates", "epoch_divisor")
+
+
+def dataset_spec_from_config(node: DictConfig):
+    """The DatasetSpec of a `conf/dataset/*` node (its template overrides and epoch rule stay in cfg)."""
+    from transmiter.data.spec import DatasetSpec
+
+    data = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(data, dict)
+    data.pop("_target_", None)
+    for key in _SPEC_EXTRAS:
+        data.pop(key, None)
+    return DatasetSpec(**data)
+
+
+def dataset_templates(node: DictConfig) -> dict[str, list[str]]:
+    t = node.get("templates") or {}
+    return {str(k): [str(x) for x in v] for k, v in OmegaConf.to_container(t, resolve=True).items()}  # type: ignore[union-attr]

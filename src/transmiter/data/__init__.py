@@ -1,0 +1,41 @@
+"""Data layer: CoOp-protocol datasets, few-shot sampling, base/new split, transforms, torch/Lightning wrappers.
+
+Usage (the one call most code needs)::
+
+    from transmiter.data import build_splits, get_builtin_spec
+
+    splits = build_splits(get_builtin_spec("OxfordPets"), "/data", shots=16, seed=1, subsample="base")
+
+Modules: ``datum`` (Datum, DatasetSplits, split_identity), ``spec`` (DatasetSpec, BUILTIN_SPECS),
+``loaders`` (load_dataset), ``fewshot`` (sample_few_shot), ``subsample`` (subsample_classes,
+base_novel_class_ids), ``protocol`` (build_splits), ``transforms`` (build_transforms), ``dataset``
+(ImageListDataset), ``samplers`` (UnrepeatedDistributedSampler), ``datamodule`` (ClassificationDataModule),
+``fake`` (write_fake_dataset), ``check`` (check_dataset), ``errors`` (DatasetError).
+The torch/Lightning modules are not imported here, so config validation stays light.
+"""
+
+from transmiter.data.check import DatasetCheckReport, check_dataset
+from transmiter.data.datum import DatasetSplits, Datum, split_identity
+from transmiter.data.errors import DatasetError
+from transmiter.data.fewshot import sample_few_shot
+from transmiter.data.loaders import load_dataset
+from transmiter.data.protocol import build_splits
+from transmiter.data.spec import BUILTIN_SPECS, DatasetSpec, get_builtin_spec
+from transmiter.data.subsample import base_novel_class_ids, subsample_classes
+
+__all__ = [
+    "BUILTIN_SPECS",
+    "DatasetCheckReport",
+    "DatasetError",
+    "DatasetSpec",
+    "DatasetSplits",
+    "Datum",
+    "base_novel_class_ids",
+    "build_splits",
+    "check_dataset",
+    "get_builtin_spec",
+    "load_dataset",
+    "sample_few_shot",
+    "split_identity",
+    "subsample_classes",
+]

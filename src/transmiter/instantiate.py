@@ -1,0 +1,75 @@
+"""The one place that turns config nodes into objects (so Hydra 1.4's target whitelist is a
+one-file change), plus the trainer/logger builders every stage uses.
+
+    spec = instantiate(cfg.model)                       # -> ModelSpec
+    trainer = build_trainer(cfg.trainer, purpose="eval", root_dir=output_dir)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate as _hydra_instantiate
+from omegaconf import DictConfig, OmegaConf
+
+
+def instantiate(node: Any, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate with `_convert_="all"`: no OmegaConf containers leak into objects or
+    checkpoints (engineering.md §3, pitfall 10)."""
+    return _hydra_instantiate(node, _convert_="all", **kwargs)
+
+
+def quiet_lightning_banners() -> None:
+    """Lightning prints device banners and tips on every Trainer; a run builds several. Keep warnings."""
+    import logging
+
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+    ):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def progress_enabled() -> bool:
+    return os.environ.get("TRANSMITER_PROGRESS", "1") not in ("0", "false", "False")
+
+
+def build_trainer(
+    trainer_cfg: DictConfig,
+    *,
+    purpose: str,
+    root_dir: str | os.PathLike | None = None,
+    logger: Any = False,
+    callbacks: list | None = None,
+    **overrides: Any,
+) -> L.Trainer:
+    """A Trainer from `conf/trainer/*`. Non-training purposes ("eval", "features") get no logger and
+    no checkpointing; every trainer shows a rich progress bar unless TRANSMITER_PROGRESS=0."""
+    quiet_lightning_banners()
+    cfg = OmegaConf.to_container(trainer_cfg, resolve=True)
+    assert isinstance(cfg, dict)
+    cfg.update(overrides)
+    callbacks = list(callbacks or [])
+    show_progress = progress_enabled()
+    if show_progress and not any(isinstance(c, L.pytorch.callbacks.ProgressBar) for c in callbacks):
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=False))
+    cfg.setdefault("enable_progress_bar", show_progress)
+    if purpose in ("eval", "features"):
+        cfg.setdefault("enable_checkpointing", False)
+        cfg["use_distributed_sampler"] = purpose == "features"  # eval shards itself, unpadded
+        cfg["deterministic"] = False  # no backward pass: nothing to make deterministic
+    if root_dir is not None:
+        cfg.setdefault("default_root_dir", str(root_dir))
+    return instantiate(cfg, logger=logger, callbacks=callbacks)
+
+
+def build_logger(logger_cfg: DictConfig | None) -> Any:
+    """The configured Lightning logger, or False when `logger=none`."""
+    if logger_cfg is None or logger_cfg.get("_target_") in (None, "null"):
+        return False
+    return instantiate(logger_cfg)

@@ -1,0 +1,312 @@
+"""FT vs Skip Tuning cost benchmark, plus the toy data and tiny ViT config used by tests and `make bench`.
+
+    from transmiter.methods.finetune_bench import compare_ft_vs_skip, register_tiny_config
+    name = register_tiny_config()                    # "transmiter-tiny-vit": a 4-block ViT, 32 px, patch 8
+    report = compare_ft_vs_skip(name, num_classes=10, image_size=32, steps=20, batch=4)
+    report["ratio"]   # {"time_per_step": FT / SkipT, "peak_mem": FT / SkipT, ...}
+
+Both methods run their real training code (`FinetuneCLIP.compute_loss`, `SkipTuningCLIP.compute_loss`) with
+a plain SGD step on random-init weights (`open_clip.create_model(name, pretrained=None)`), `batch` images of
+`num_classes` solid-colour classes. Measured per method:
+* time_per_step_s: mean wall time of `steps` optimiser steps after one warm-up step (CUDA synchronised).
+* peak_mem_mb: on CUDA, torch.cuda.max_memory_allocated over the steps minus the memory held before them;
+  on CPU, the rise of the process's peak RSS over the steps (VmHWM reset through /proc/self/clear_refs, else
+  sampled), each method in a fresh spawned process when `isolate=True` (the default) so allocator reuse
+  does not hide the second method's peak.
+* saved_activations_mb: bytes autograd keeps for backward in one step (saved-tensor hooks, deterministic).
+* trainable_params: parameters with requires_grad.
+* SkipT only: extract_s_per_image (the per-epoch front pass, amortised over images) and cache_mb (the
+  image tokens of the `steps · batch` images it trains on, fp16) — the cost moved out of the step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "COLOUR_NAMES",
+    "TINY_VIT_CONFIG",
+    "SolidColourDataset",
+    "compare_ft_vs_skip",
+    "register_tiny_config",
+]
+
+TINY_VIT_CONFIG: dict = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 4, "width": 64, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 48, "heads": 4, "layers": 4},
+}
+
+COLOUR_NAMES = ["red", "green", "blue", "yellow", "cyan", "magenta", "white", "black", "orange", "purple",
+                "grey", "brown", "pink", "olive", "navy", "teal"]
+
+
+def register_tiny_config(name: str = "transmiter-tiny-vit", config: dict | None = None,
+                         directory: str | os.PathLike | None = None) -> str:
+    """Register a tiny open_clip ViT config (JSON) so `open_clip.create_model(name)` and
+    `open_clip.get_tokenizer(name)` work; idempotent for an unchanged config."""
+    import open_clip
+
+    cfg = config or TINY_VIT_CONFIG
+    if name in open_clip.list_models() and open_clip.get_model_config(name) == cfg:
+        return name
+    folder = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="transmiter-oc-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    open_clip.add_model_config(path)
+    return name
+
+
+class SolidColourDataset(Dataset):
+    """Images of one flat colour per class plus noise: (image [3, S, S], label, index).
+
+    `augment=True` redraws the noise at every access (a stand-in for train augmentation: a new view per
+    epoch); otherwise the noise is a fixed function of the index. Class c uses colour c of a fixed palette
+    (distinct for up to 16 classes, then seeded random colours). Values are roughly CLIP-normalised.
+    """
+
+    def __init__(self, num_classes: int, per_class: int, image_size: int = 32, noise: float = 0.3,
+                 augment: bool = False, seed: int = 0):
+        self.num_classes, self.per_class, self.image_size = int(num_classes), int(per_class), int(image_size)
+        self.noise, self.augment, self.seed = float(noise), bool(augment), int(seed)
+        gen = torch.Generator().manual_seed(1234)
+        palette = torch.tensor([
+            [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1], [0, 0, 0],
+            [1, .5, 0], [.5, 0, 1], [.5, .5, .5], [.6, .3, 0], [1, .6, .8], [.5, .5, 0], [0, 0, .5], [0, .5, .5],
+        ], dtype=torch.float32)
+        if self.num_classes > len(palette):
+            palette = torch.cat([palette, torch.rand(self.num_classes - len(palette), 3, generator=gen)])
+        self.colours = (palette[: self.num_classes] - 0.5) / 0.27
+        self.labels = [i // self.per_class for i in range(len(self))]
+
+    @property
+    def classnames(self) -> list[str]:
+        return [COLOUR_NAMES[c] if c < len(COLOUR_NAMES) else f"colour_{c}" for c in range(self.num_classes)]
+
+    def __len__(self) -> int:
+        return self.num_classes * self.per_class
+
+    def __getitem__(self, index: int):
+        label = index // self.per_class
+        gen = None if self.augment else torch.Generator().manual_seed(self.seed * 100_003 + index)
+        eps = torch.randn(3, self.image_size, self.image_size, generator=gen)
+        image = self.colours[label].view(3, 1, 1) + self.noise * eps
+        return image, label, index
+
+
+# ----------------------------------------------------------------------------------------------------------
+# measurement helpers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class _CpuPeak:
+    """Peak RSS rise over a region: VmHWM reset when the kernel allows it, else 1 ms sampling."""
+
+    def __enter__(self):
+        self.base = _status_kb("VmRSS") or 0
+        self.reset = False
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            self.reset = True
+        except OSError:
+            self._stop = threading.Event()
+            self._peak = self.base
+
+            def poll():
+                while not self._stop.is_set():
+                    self._peak = max(self._peak, _status_kb("VmRSS") or 0)
+                    time.sleep(0.001)
+
+            self._thread = threading.Thread(target=poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.reset:
+            peak = _status_kb("VmHWM") or self.base
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = self._peak
+        self.mb = max(0, peak - self.base) / 1024.0
+        return False
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of distinct storages autograd saves for backward while running fn()."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        try:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+        except (RuntimeError, NotImplementedError):
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = fn()
+    loss.backward()
+    return sum(seen.values())
+
+
+def _run_variant(kind: str, model_name: str, num_classes: int, image_size: int, steps: int, batch: int,
+                 device: str, omega: int | None, seed: int) -> dict:
+    import open_clip
+
+    from transmiter.methods.finetune import FinetuneCLIP
+    from transmiter.methods.skip_tuning import SkipTuningCLIP
+
+    torch.manual_seed(seed)
+    model = open_clip.create_model(model_name, pretrained=None, force_image_size=image_size)
+    tokenizer = open_clip.get_tokenizer(model_name)
+    per_class = max(batch, math.ceil((steps + 1) * batch / num_classes))
+    data = SolidColourDataset(num_classes, per_class, image_size, augment=True, seed=seed)
+    names = data.classnames
+    dev = torch.device(device)
+    out: dict = {}
+    if kind == "ft":
+        module = FinetuneCLIP(model, tokenizer, names).to(dev)
+        gen = torch.Generator().manual_seed(seed)
+
+        def make_batch():
+            idx = torch.randint(len(data), (batch,), generator=gen).tolist()
+            images = torch.stack([data[i][0] for i in idx]).to(dev)
+            labels = torch.tensor([data.labels[i] for i in idx], device=dev)
+            return images, labels
+
+        batches = [make_batch() for _ in range(steps + 1)]
+
+        def loss_of(b):
+            return module.compute_loss(*b)
+    else:
+        module = SkipTuningCLIP(model, tokenizer, names, train_dataset=data, omega=omega, batch_size=batch,
+                                class_homogeneous=True, warmup_epochs=0, warmup_lr=None,
+                                extraction_batch_size=64).to(dev)
+        module.setup_training_data()
+        module.prepare_static()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        module.prepare_epoch(0)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        out["extract_s_per_image"] = (time.perf_counter() - t0) / max(1, len(module.batch_sampler) * batch)
+        plan = module.batch_sampler.rank_batches(0)
+        plan = [plan[i % len(plan)] for i in range(steps + 1)]
+        labels_all = module.train_labels_tensor
+        batches = []
+        for b in plan:
+            idx = torch.as_tensor(b)
+            batches.append((module.image_cache.read(idx).to(dev), labels_all[idx].to(dev)))
+        out["cache_mb"] = steps * batch * module.image_cache.store[0].numel() * 2 / 2**20
+
+        def loss_of(b):
+            return module.compute_loss(*b)[0]
+
+    module.train()
+    params = [p for p in module.model.parameters() if p.requires_grad]
+    out["trainable_params"] = int(sum(p.numel() for p in params))
+    opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9, weight_decay=5e-4)
+
+    def step(b):
+        loss = loss_of(b)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step(batches[0])  # warm-up: allocates momentum buffers
+    out["saved_activations_mb"] = _saved_bytes(lambda: loss_of(batches[0])) / 2**20
+    opt.zero_grad(set_to_none=True)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        for b in batches[1:]:
+            step(b)
+        torch.cuda.synchronize()
+        elapsed = time.perf_counter() - t0
+        out["peak_mem_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        with _CpuPeak() as peak:
+            t0 = time.perf_counter()
+            for b in batches[1:]:
+                step(b)
+            elapsed = time.perf_counter() - t0
+        out["peak_mem_mb"] = peak.mb
+    out["time_per_step_s"] = elapsed / steps
+    return out
+
+
+def _child(queue, args):
+    try:
+        torch.set_num_threads(args.pop("threads"))
+        for path in args.pop("config_paths"):
+            import open_clip
+
+            open_clip.add_model_config(path)
+        queue.put(("ok", _run_variant(**args)))
+    except Exception as exc:  # reported back to the parent
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def compare_ft_vs_skip(model_name: str, num_classes: int, image_size: int, steps: int, batch: int, *,
+                       device: str | None = None, omega: int | None = None, seed: int = 0,
+                       isolate: bool = True) -> dict:
+    """Time per step and peak memory of FT vs Skip Tuning side by side (see the module docstring).
+
+    Returns {"ft": {...}, "skip": {...}, "ratio": {metric: ft / skip}, "setup": {...}}.
+    """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    results = {}
+    for kind in ("ft", "skip"):
+        args = dict(kind=kind, model_name=model_name, num_classes=num_classes, image_size=image_size,
+                    steps=steps, batch=batch, device=device, omega=omega, seed=seed)
+        if isolate:
+            import open_clip.factory as oc_factory
+
+            ctx = mp.get_context("spawn")
+            queue = ctx.Queue()
+            child_args = dict(args, threads=torch.get_num_threads(),
+                              config_paths=[str(p) for p in oc_factory._MODEL_CONFIG_PATHS])
+            proc = ctx.Process(target=_child, args=(queue, child_args))
+            proc.start()
+            status, payload = queue.get()
+            proc.join()
+            if status != "ok":
+                raise RuntimeError(f"benchmark of {kind} failed in its subprocess: {payload}")
+            results[kind] = payload
+        else:
+            results[kind] = _run_variant(**args)
+    ratio = {}
+    for key in ("time_per_step_s", "peak_mem_mb", "saved_activations_mb", "trainable_params"):
+        ft, sk = results["ft"].get(key), results["skip"].get(key)
+        ratio[key] = (ft / sk) if ft is not None and sk else float("nan")
+    results["ratio"] = ratio
+    results["setup"] = {"model": model_name, "num_classes": num_classes, "image_size": image_size,
+                        "steps": steps, "batch": batch, "device": device, "isolated": isolate}
+    return results

@@ -1,0 +1,41 @@
+"""Zero-shot CLIP: the hand-crafted-template text classifier (protocol.md §3, §5). No training.
+
+    transmiter method=zeroshot model=ViT-B-16 dataset=oxford_pets setting=base2novel
+
+In base2novel the base and novel test images are scored in separate label spaces (CoOp protocol);
+in base2base all classes are scored together.
+"""
+
+from __future__ import annotations
+
+from transmiter.context import dataset_templates
+from transmiter.evaluation.clip_eval import evaluate_clip
+from transmiter.evaluation.metrics import summarize_groups
+from transmiter.methods.base import MethodResult
+from transmiter.models.templates import template_set
+
+
+class ZeroShot:
+    def __init__(self, name: str = "zeroshot", templates: str = "coop"):
+        self.name = name
+        self.templates = templates
+
+    def __call__(self, ctx) -> MethodResult:
+        from transmiter.data.datum import split_identity
+
+        bundle = ctx.load_model(ctx.cfg.model)
+        templates = template_set(
+            ctx.dataset_spec.name, self.templates, overrides=dataset_templates(ctx.cfg.dataset)
+        )
+        accuracies, split_ids = {}, {}
+        for group in ctx.cfg.setting.eval_groups:
+            splits = ctx.splits(subsample=str(group))
+            split_ids[str(group)] = split_identity(splits)
+            accuracies[str(group)] = evaluate_clip(ctx, bundle, splits, templates, subset=str(group))
+        return MethodResult(
+            metrics=summarize_groups(accuracies),
+            row=f"Zero-shot {bundle.spec.label}",
+            models={"model": bundle.identity},
+            splits=split_ids,
+            extra={"templates": templates},
+        )

@@ -1,0 +1,210 @@
+"""A thin wrapper over open_clip: any architecture, an open_clip pretrained tag or a local checkpoint.
+
+    spec = ModelSpec(arch="ViT-B-16", pretrained="openai")          # tag: local cache, else download
+    spec = ModelSpec(arch="ViT-B-16", pretrained="/ckpt/ft.safetensors")  # local file
+    spec = ModelSpec(arch="ViT-B-16", pretrained=None, init_seed=0)  # random init (tests)
+    spec.validate()                     # cheap checks, before any heavy work
+    bundle = load_clip(spec, device="cpu")
+    bundle.model, bundle.tokenizer, bundle.train_transform, bundle.test_transform, bundle.identity
+
+`identity` names the architecture and a hash of the weights actually loaded; every cache keys on it,
+so a fine-tuned checkpoint never reuses the zero-shot model's features.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz")
+
+
+class ModelError(ValueError):
+    """A model or checkpoint that cannot be loaded; the message names the key or path and the fix."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load. Mirrors a `conf/model/*.yaml` file."""
+
+    arch: str
+    pretrained: str | None = None
+    precision: str = "fp32"
+    name: str | None = None  # short label used in tables; defaults to arch[/pretrained]
+    init_seed: int = 0  # seeds random init when `pretrained` is None
+    force_quick_gelu: bool | None = None  # None: follow the pretrained tag's own setting
+    extra: dict[str, Any] = field(default_factory=dict)  # extra kwargs for open_clip.create_model
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return self.arch if not self.pretrained else f"{self.arch}/{Path(str(self.pretrained)).name}"
+
+    @property
+    def pretrained_is_path(self) -> bool:
+        p = str(self.pretrained or "")
+        return os.sep in p or p.endswith(CHECKPOINT_SUFFIXES) or p.startswith(".")
+
+    def validate(self) -> None:
+        """Fail fast (no weights touched) on an unknown architecture, tag or missing checkpoint file."""
+        import open_clip
+
+        _register_project_models()
+        known = open_clip.list_models()
+        if self.arch not in known:
+            close = difflib.get_close_matches(self.arch, known, n=5, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ModelError(
+                f"model.arch={self.arch!r} is not an open_clip architecture.{hint} "
+                "See `open_clip.list_models()` for the full list, or register a JSON config with "
+                "open_clip.add_model_config."
+            )
+        if self.precision not in ("fp32", "fp16", "bf16", "pure_fp16", "pure_bf16"):
+            raise ModelError(
+                f"model.precision={self.precision!r} is not supported; use fp32 (and let the trainer's "
+                "precision=bf16-mixed handle mixed precision), bf16 or fp16"
+            )
+        if self.pretrained in (None, "", "none", "None"):
+            return
+        if self.pretrained_is_path:
+            path = Path(str(self.pretrained)).expanduser()
+            if not path.is_file():
+                raise ModelError(
+                    f"model.pretrained={str(self.pretrained)!r}: checkpoint file not found. Give an existing "
+                    f"file (.safetensors/.pt/.bin) or an open_clip tag for {self.arch}: "
+                    f"{', '.join(open_clip.list_pretrained_tags_by_model(self.arch)) or '(none)'}"
+                )
+            if path.stat().st_size == 0:
+                raise ModelError(f"model.pretrained={str(path)!r} is an empty file; re-create the checkpoint")
+            return
+        tags = open_clip.list_pretrained_tags_by_model(self.arch)
+        if self.pretrained not in tags:
+            raise ModelError(
+                f"model.pretrained={self.pretrained!r} is not an open_clip tag of {self.arch}. "
+                f"Known tags: {', '.join(tags) or '(none)'}; or pass a local checkpoint path."
+            )
+
+
+@dataclass
+class ClipBundle:
+    """Everything a method needs from a CLIP model."""
+
+    spec: ModelSpec
+    model: torch.nn.Module
+    tokenizer: Any
+    train_transform: Any
+    test_transform: Any
+    identity: str
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().exp().item())
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.text_projection.shape[-1]) if hasattr(self.model, "text_projection") else -1
+
+
+_PROJECT_MODELS_REGISTERED = False
+
+
+def _register_project_models() -> None:
+    """Register the project's own open_clip configs: `tm-tiny-ViT` (random-init smoke tests) and the
+    synthetic world's weak and strong models."""
+    global _PROJECT_MODELS_REGISTERED
+    if _PROJECT_MODELS_REGISTERED:
+        return
+    import open_clip
+
+    open_clip.add_model_config(Path(__file__).parent / "model_configs")
+    try:
+        from transmiter.synthetic.models import register_synthetic_models
+    except ImportError:  # synthetic world not built into this installation
+        pass
+    else:
+        register_synthetic_models()
+    _PROJECT_MODELS_REGISTERED = True
+
+
+def load_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> ClipBundle:
+    """Create the open_clip model, tokenizer and the protocol's train/test transforms (protocol.md §6)."""
+    import open_clip
+
+    from transmiter.data.transforms import build_transforms
+
+    spec.validate()
+    kwargs: dict[str, Any] = dict(spec.extra)
+    pretrained = None if spec.pretrained in (None, "", "none", "None") else str(spec.pretrained)
+    quick_gelu = spec.force_quick_gelu
+    if quick_gelu is None and pretrained and not spec.pretrained_is_path:
+        tag_cfg = open_clip.get_pretrained_cfg(spec.arch, pretrained)
+        quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+    if quick_gelu:
+        kwargs["force_quick_gelu"] = True
+    if pretrained and spec.pretrained_is_path:
+        pretrained = str(Path(pretrained).expanduser())
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(spec.init_seed)  # deterministic random init; restored below
+    try:
+        model = open_clip.create_model(
+            spec.arch, pretrained=pretrained, precision=spec.precision, device=device, **kwargs
+        )
+    except RuntimeError as err:
+        raise ModelError(
+            f"could not load model.arch={spec.arch!r} with model.pretrained={spec.pretrained!r}: {err}. "
+            "If this is a tag, the weights must be in the local open_clip/HF cache or downloadable; "
+            "otherwise pass a local checkpoint path."
+        ) from err
+    except Exception as err:  # truncated or foreign checkpoint files raise many different types
+        raise ModelError(
+            f"model.pretrained={spec.pretrained!r} could not be read as a {spec.arch} checkpoint "
+            f"({type(err).__name__}: {err}); re-create or re-download it"
+        ) from err
+    finally:
+        torch.random.set_rng_state(generator_state)
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(spec.arch)
+    visual = model.visual
+    image_size = visual.image_size
+    image_size = int(image_size[0] if isinstance(image_size, tuple | list) else image_size)
+    mean = tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
+    std = tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
+    train_tf, test_tf = build_transforms(image_size=image_size, mean=mean, std=std)
+    return ClipBundle(
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        train_transform=train_tf,
+        test_transform=test_tf,
+        identity=model_identity(spec.arch, model),
+        image_size=image_size,
+        mean=mean,  # type: ignore[arg-type]
+        std=std,  # type: ignore[arg-type]
+    )
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """BLAKE2b over every parameter and buffer (names, dtypes, shapes, bytes), in state-dict order."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        if t.dtype == torch.bfloat16:  # numpy has no bfloat16: hash the raw 16-bit words
+            t = t.view(torch.int16)
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_identity(arch: str, model: torch.nn.Module) -> str:
+    """`<arch>@<weights hash>`: the key every feature and text-head cache uses."""
+    return f"{arch}@{weights_hash(model)}"

@@ -1,0 +1,127 @@
+"""One JSON results record per run: the resolved config, code version, data/split identity,
+models, metrics, wall times and costs. Records are the only input of reports.
+
+Schema (version 1):
+    {"schema": 1, "run_id", "created", "task_name", "study", "tags",
+     "method", "row", "protocol", "setting", "dataset", "seed", "shots",
+     "metrics": {"base", "novel", "hm"} | {"base"},
+     "models": {role: identity}, "splits": {group: hash}, "timings": {name: seconds},
+     "costs": {...}, "artifacts": {...}, "code": {"version", "git_commit", "git_dirty"},
+     "config": <fully resolved config>}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+RECORD_FILE = "results.json"
+SCHEMA_VERSION = 1
+
+
+@lru_cache(maxsize=1)
+def code_version() -> dict[str, Any]:
+    """Package version plus git commit and dirty flag when running from a checkout."""
+    from transmiter import __version__
+
+    info: dict[str, Any] = {"version": __version__, "git_commit": None, "git_dirty": None}
+    repo = Path(__file__).resolve().parents[3]
+    if (repo / ".git").exists():
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            info.update(git_commit=commit, git_dirty=bool(dirty))
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return info
+
+
+def resolved_config(cfg) -> dict[str, Any]:
+    """The config with every interpolation resolved; Hydra-only nodes are left out."""
+    container = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(container, dict)
+    container.pop("hydra", None)
+    output_dir = cfg.paths.get("output_dir", None) if "paths" in cfg else None
+    if "paths" in container:
+        container["paths"]["output_dir"] = output_dir  # `${hydra:...}` needs the Hydra node
+    return OmegaConf.to_container(OmegaConf.create(container), resolve=True)  # type: ignore[return-value]
+
+
+def build_record(ctx, result) -> dict[str, Any]:
+    cfg = ctx.cfg
+    return {
+        "schema": SCHEMA_VERSION,
+        "run_id": uuid.uuid4().hex[:12],
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "task_name": cfg.get("task_name"),
+        "study": cfg.get("study"),
+        "tags": list(cfg.get("tags") or []),
+        "method": cfg.method.name,
+        "row": result.row,
+        "protocol": result.protocol,
+        "setting": cfg.setting.name,
+        "dataset": cfg.dataset.name,
+        "seed": int(cfg.seed),
+        "shots": int(cfg.setting.shots),
+        "metrics": {k: round(float(v), 4) for k, v in result.metrics.items()},
+        "models": result.models,
+        "splits": result.splits,
+        "timings": {k: round(float(v), 3) for k, v in ctx.timings.items()},
+        "costs": result.costs,
+        "artifacts": result.artifacts,
+        "extra": result.extra,
+        "code": code_version(),
+        "output_dir": str(ctx.output_dir),
+        "config": resolved_config(cfg),
+    }
+
+
+def write_record(ctx, result) -> Path:
+    """Write `<output_dir>/results.json` atomically and return its path."""
+    record = build_record(ctx, result)
+    path = Path(ctx.output_dir) / RECORD_FILE
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def load_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Every results record in the given files or below the given folders (newest layout first)."""
+    records = []
+    for p in paths:
+        p = Path(p)
+        files = [p] if p.is_file() else sorted(p.rglob(RECORD_FILE))
+        for f in files:
+            try:
+                rec = json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise ValueError(
+                    f"results record {f} is not valid JSON ({err}); delete or re-run it"
+                ) from err
+            if rec.get("schema") != SCHEMA_VERSION:
+                continue
+            rec["_path"] = str(f)
+            records.append(rec)
+    return records

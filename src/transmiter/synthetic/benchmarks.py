@@ -1,0 +1,365 @@
+"""Downstream synthetic benchmarks, written in the CoOp layout (protocol.md §1).
+
+Each benchmark is a classification task over combinations of world attributes, drawn under a distribution
+shift relative to pretraining (pixel noise, blur, colour casts, background patterns/colours never seen in
+pretraining). On disk::
+
+    <data_dir>/<folder>/images/<classname>/<i>.png
+    <data_dir>/<folder>/split_zhou_<Name>.json     {"train": [[relpath, label, classname], ...], "val": ..., "test": ...}
+    <data_dir>/<folder>/.synthetic_complete.json   completion marker (benchmark key + content hash)
+
+``relpath`` is relative to ``images/``. Class order (= labels) interleaves the attribute grid so that the
+base half (first ceil(n/2) labels, protocol.md §3) and the novel half both cover every attribute value.
+
+Usage::
+
+    from transmiter.synthetic.benchmarks import BENCHMARKS, generate_benchmark
+    spec = BENCHMARKS["SynthShapes"]
+    root = generate_benchmark(spec, data_dir, scale="demo")   # generates once, then reuses
+    spec.dataset_config()   # {"name": "SynthShapes", "folder": "synth_shapes", "loader": "json_split", ...}
+
+Generation is deterministic, written to a temporary folder and renamed into place; the marker (written
+before the rename) holds a SHA-256 over the split file and every listed image. A folder whose marker is
+missing, stale (other key) or whose content hash does not match is regenerated. Files other than the split
+file and ``images/`` (e.g. the few-shot cache ``split_fewshot/``) are not part of the hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from transmiter.synthetic.captions import PLURALS
+from transmiter.synthetic.world import WORLD_VERSION, SceneDistribution, draw_batch
+
+log = logging.getLogger(__name__)
+
+MARKER_NAME = ".synthetic_complete.json"
+BENCHMARK_VERSION = "1"
+
+#: images per class (train, val, test) at each scale
+SPLIT_SIZES: dict[str, tuple[int, int, int]] = {
+    "demo": (24, 8, 30),
+    "tiny": (16, 4, 4),
+}
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """One synthetic downstream dataset.
+
+    ``class_attributes[i]`` pins the world attributes of class ``i`` (e.g. ``{"colour": "red", "shape":
+    "star"}``); everything else is drawn from ``distribution``.
+    """
+
+    name: str
+    folder: str
+    classnames: tuple[str, ...]
+    class_attributes: tuple[tuple[tuple[str, Any], ...], ...]
+    template: str
+    templates: tuple[str, ...]
+    distribution: SceneDistribution
+    description: str
+    seed: int
+
+    @property
+    def split_file(self) -> str:
+        return f"split_zhou_{self.name}.json"
+
+    @property
+    def image_dir(self) -> str:
+        return "images"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classnames)
+
+    def dataset_config(self) -> dict[str, str]:
+        """Fields for ``conf/dataset/<folder>.yaml``."""
+        return {
+            "name": self.name,
+            "folder": self.folder,
+            "loader": "json_split",
+            "image_dir": self.image_dir,
+            "split_file": self.split_file,
+        }
+
+    def key(self, scale: str) -> str:
+        """SHA-256 over everything that determines the generated files at ``scale``."""
+        payload = {
+            "name": self.name,
+            "classnames": list(self.classnames),
+            "class_attributes": [dict(a) for a in self.class_attributes],
+            "distribution": self.distribution.to_dict(),
+            "seed": self.seed,
+            "sizes": list(split_sizes(scale)),
+            "world_version": WORLD_VERSION,
+            "benchmark_version": BENCHMARK_VERSION,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def split_sizes(scale: str) -> tuple[int, int, int]:
+    if scale not in SPLIT_SIZES:
+        raise ValueError(f"unknown scale {scale!r}; known: {sorted(SPLIT_SIZES)}")
+    return SPLIT_SIZES[scale]
+
+
+def _interleaved(rows: list[Any], cols: list[Any]) -> list[tuple[Any, Any]]:
+    """Grid cells ordered so that the first half is a checkerboard covering every row and column."""
+    cells = [(r, c, (i + j) % 2) for i, r in enumerate(rows) for j, c in enumerate(cols)]
+    return [(r, c) for r, c, _ in sorted(cells, key=lambda x: x[2])]
+
+
+_COUNT_WORD = {1: "one", 2: "two", 3: "three"}
+
+
+def _synth_shapes() -> BenchmarkSpec:
+    colours = ["red", "yellow", "green", "blue", "purple"]
+    shapes = ["circle", "square", "triangle", "star", "heart", "cross"]
+    cells = _interleaved(colours, shapes)
+    dist = SceneDistribution(
+        shapes=tuple(shapes),
+        colours=tuple(colours),
+        textures=("solid", "striped", "dotted", "checkered"),
+        texture_weights=(0.7, 0.1, 0.1, 0.1),
+        counts=(1,),
+        bg_patterns=("gradient", "grid", "plain"),
+        bg_colours=("olive", "teal", "gray", "black"),
+        noise_std=(6.0, 16.0),
+        blur_sigma=(0.0, 0.6),
+        colour_cast=0.15,
+        contrast=(0.8, 1.1),
+    )
+    return BenchmarkSpec(
+        name="SynthShapes",
+        folder="synth_shapes",
+        classnames=tuple(f"{c}_{s}" for c, s in cells),
+        class_attributes=tuple((("colour", c), ("shape", s)) for c, s in cells),
+        template="a photo of a {}.",
+        templates=(
+            "a photo of a {}.",
+            "a {}.",
+            "an image of a {}.",
+            "a picture of a {}.",
+            "a rendering of a {}.",
+            "there is a {}.",
+            "a close-up of a {}.",
+        ),
+        distribution=dist,
+        description="colour x shape (30 classes) under pixel noise, blur, colour casts and unseen backgrounds",
+        seed=1001,
+    )
+
+
+def _synth_patterns() -> BenchmarkSpec:
+    textures = ["solid", "striped", "dotted", "checkered"]
+    shapes = ["circle", "square", "diamond", "hexagon", "heart", "oval"]
+    cells = _interleaved(textures, shapes)
+    dist = SceneDistribution(
+        shapes=tuple(shapes),
+        textures=tuple(textures),
+        sizes=("medium", "large"),
+        counts=(1,),
+        bg_patterns=("plain", "gradient"),
+        bg_colours=("olive", "teal", "gray", "navy", "beige"),
+        noise_std=(3.0, 8.0),
+        colour_cast=0.1,
+    )
+    return BenchmarkSpec(
+        name="SynthPatterns",
+        folder="synth_patterns",
+        classnames=tuple(f"{t}_{s}" for t, s in cells),
+        class_attributes=tuple((("texture", t), ("shape", s)) for t, s in cells),
+        template="a photo of a {}.",
+        templates=(
+            "a photo of a {}.",
+            "a {}.",
+            "an image of a {}.",
+            "a picture of a {}.",
+            "a drawing of a {}.",
+            "there is a {}.",
+        ),
+        distribution=dist,
+        description="surface pattern x shape (24 classes), any colour, unseen background colours, mild noise",
+        seed=2002,
+    )
+
+
+def _synth_counts() -> BenchmarkSpec:
+    counts = [1, 2, 3]
+    shapes = ["circle", "square", "triangle", "star", "heart", "cross", "diamond", "ring"]
+    cells = _interleaved(counts, shapes)
+    dist = SceneDistribution(
+        shapes=tuple(shapes),
+        sizes=("small",),
+        textures=("solid",),
+        bg_patterns=("plain", "striped", "dotted", "checkered", "gradient", "grid"),
+        noise_std=(4.0, 12.0),
+        colour_cast=0.1,
+    )
+    return BenchmarkSpec(
+        name="SynthCounts",
+        folder="synth_counts",
+        classnames=tuple(
+            f"{_COUNT_WORD[n]}_{s if n == 1 else PLURALS[s]}" for n, s in cells
+        ),
+        class_attributes=tuple((("count", n), ("shape", s)) for n, s in cells),
+        template="a photo of {}.",
+        templates=(
+            "a photo of {}.",
+            "{}.",
+            "an image of {}.",
+            "a picture of {}.",
+            "there are {}.",
+            "a rendering of {}.",
+        ),
+        distribution=dist,
+        description="object count x shape (24 classes), small objects of any colour on any background, noise",
+        seed=3003,
+    )
+
+
+#: protocol NAME -> spec
+BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in (_synth_shapes(), _synth_patterns(), _synth_counts())}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# generation
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _content_hash(root: Path, split_file: str, relpaths: list[str]) -> str:
+    h = hashlib.sha256()
+    for rel in [split_file, *(f"images/{p}" for p in sorted(relpaths))]:
+        h.update(rel.encode() + b"\0")
+        with open(root / rel, "rb") as f:
+            h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
+def _relpaths(split: dict[str, list[list[Any]]]) -> list[str]:
+    return [item[0] for items in split.values() for item in items]
+
+
+def benchmark_status(spec: BenchmarkSpec, data_dir: str | Path, scale: str = "demo") -> str:
+    """"complete", "missing", "stale" (other key/scale) or "corrupt" (marker absent or content mismatch)."""
+    root = Path(data_dir) / spec.folder
+    if not root.exists():
+        return "missing"
+    try:
+        marker = json.loads((root / MARKER_NAME).read_text())
+    except (OSError, ValueError):
+        return "corrupt"
+    if marker.get("key") != spec.key(scale):
+        return "stale"
+    try:
+        split = json.loads((root / spec.split_file).read_text())
+        digest = _content_hash(root, spec.split_file, _relpaths(split))
+    except (OSError, ValueError, TypeError, AttributeError, IndexError):
+        return "corrupt"
+    return "complete" if digest == marker.get("content_sha256") else "corrupt"
+
+
+def _write_benchmark(spec: BenchmarkSpec, root: Path, scale: str, progress: bool) -> None:
+    sizes = split_sizes(scale)
+    split: dict[str, list[list[Any]]] = {}
+    next_index = [0] * spec.num_classes
+    for s_idx, (split_name, per_class) in enumerate(zip(("train", "val", "test"), sizes)):
+        labels = np.repeat(np.arange(spec.num_classes), per_class)
+        fixed: dict[str, Any] = {}
+        for attr in dict(spec.class_attributes[0]):
+            fixed[attr] = np.array([dict(spec.class_attributes[k])[attr] for k in labels])
+        batch = draw_batch(
+            spec.distribution, labels.size, np.random.default_rng([spec.seed, s_idx]), fixed=fixed, with_captions=False
+        )
+        items = []
+        for img, label in zip(batch.images, labels.tolist()):
+            cname = spec.classnames[label]
+            rel = f"{cname}/{next_index[label]:04d}.png"
+            next_index[label] += 1
+            path = root / "images" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(_png_bytes(img))
+            items.append([rel, label, cname])
+        split[split_name] = items
+        if progress:
+            log.info("%s: wrote %d %s images", spec.name, len(items), split_name)
+    (root / spec.split_file).write_text(json.dumps(split, indent=None) + "\n")
+    marker = {
+        "benchmark": spec.name,
+        "key": spec.key(scale),
+        "scale": scale,
+        "content_sha256": _content_hash(root, spec.split_file, _relpaths(split)),
+        "num_images": sum(len(v) for v in split.values()),
+        "num_classes": spec.num_classes,
+        "world_version": WORLD_VERSION,
+    }
+    (root / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def generate_benchmark(
+    spec: BenchmarkSpec, data_dir: str | Path, *, scale: str = "demo", progress: bool = True
+) -> Path:
+    """The dataset folder of ``spec`` under ``data_dir``, generated (atomically) unless already complete."""
+    data_dir = Path(data_dir)
+    root = data_dir / spec.folder
+    split_sizes(scale)
+    with _lock(data_dir / f".{spec.folder}.lock"):
+        status = benchmark_status(spec, data_dir, scale)
+        if status == "complete":
+            return root
+        if status != "missing":
+            log.warning("%s at %s is %s; regenerating", spec.name, root, status)
+        tmp = Path(tempfile.mkdtemp(dir=data_dir, prefix=f".{spec.folder}.tmp-"))
+        try:
+            _write_benchmark(spec, tmp, scale, progress)
+            os.chmod(tmp, 0o755)
+            if root.exists():
+                old = Path(tempfile.mkdtemp(dir=data_dir, prefix=f".{spec.folder}.old-"))
+                os.replace(root, old / spec.folder)
+                os.replace(tmp, root)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return root
+
+
+def benchmark_summary(spec: BenchmarkSpec) -> dict[str, Any]:
+    """A JSON-able description (for reports and ``conf/dataset`` generation)."""
+    return dataclasses.asdict(spec) | {"split_file": spec.split_file, "image_dir": spec.image_dir}

@@ -1,0 +1,59 @@
+"""TransMiter core on logit tensors: auxiliary vocabulary, adapter, Procrustes transfer, artifacts, EFT.
+
+Pipeline (all on cached logits over K = C task classes + K - C auxiliary names, same order everywhere):
+
+    aux = select_auxiliary_names(classnames, K=1024, seed=seed)              # vocabulary.py
+    fit: AdapterFitModule on (source zero-shot logits, teacher logits)      # methods/adapter_fit.py
+    moved = transfer_adapter(fitted, source_logits, target_logits, lam=500)  # transfer.py (no backprop)
+    refined: TransMiterPlusModule(moved, class_ids=base_ids)                # methods/transmiter_plus.py
+    save_adapter_artifact(...) / load_adapter_artifact(...)                  # artifact.py
+    baselines: eft_logits, base_change, ensemble, self_ensemble              # logit_arithmetic.py
+    costs: adapter_cost(adapter)                                             # costs.py
+"""
+
+from transmiter.transfer.adapter import AdapterConfig, LogitAdapter, standardize_logits
+from transmiter.transfer.artifact import (
+    AdapterArtifactMeta,
+    ArtifactCorruptedError,
+    ArtifactMismatchError,
+    LoadedAdapter,
+    load_adapter_artifact,
+    save_adapter_artifact,
+)
+from transmiter.transfer.costs import adapter_cost, adapter_flops_per_sample, adapter_param_count
+from transmiter.transfer.logit_arithmetic import base_change, eft_logits, ensemble, self_ensemble
+from transmiter.transfer.procrustes import (
+    CrossCovariance,
+    accumulate_cross_covariance,
+    regularized_procrustes,
+)
+from transmiter.transfer.transfer import TransferResult, transfer_adapter, transfer_adapter_with_details
+from transmiter.transfer.vocabulary import AuxiliaryVocabularyError, load_vocabulary, select_auxiliary_names
+
+__all__ = [
+    "AdapterArtifactMeta",
+    "AdapterConfig",
+    "ArtifactCorruptedError",
+    "ArtifactMismatchError",
+    "AuxiliaryVocabularyError",
+    "CrossCovariance",
+    "LoadedAdapter",
+    "LogitAdapter",
+    "TransferResult",
+    "accumulate_cross_covariance",
+    "adapter_cost",
+    "adapter_flops_per_sample",
+    "adapter_param_count",
+    "base_change",
+    "eft_logits",
+    "ensemble",
+    "load_adapter_artifact",
+    "load_vocabulary",
+    "regularized_procrustes",
+    "save_adapter_artifact",
+    "select_auxiliary_names",
+    "self_ensemble",
+    "standardize_logits",
+    "transfer_adapter",
+    "transfer_adapter_with_details",
+]

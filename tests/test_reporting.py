@@ -1,0 +1,81 @@
+"""Tables from results records: seed mean ± std, HM from seed-averaged B/N, Average = HM of averages."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from transmiter.evaluation.metrics import harmonic_mean
+from transmiter.reporting.report import main as report_main
+from transmiter.reporting.tables import AVERAGE, results_table, to_markdown
+
+
+def _rec(dataset, method, seed, base, novel=None, setting="base2novel"):
+    metrics = (
+        {"base": base} if novel is None else {"base": base, "novel": novel, "hm": harmonic_mean(base, novel)}
+    )
+    return {
+        "schema": 1,
+        "setting": setting,
+        "dataset": dataset,
+        "row": method,
+        "seed": seed,
+        "metrics": metrics,
+        "protocol": "coop-separate",
+    }
+
+
+def test_reference_clip_average_row():
+    """protocol.md §3: the CLIP row averages to 69.34 / 74.22 and HM(avg) 71.70, mean of HMs 71.59."""
+    rows = [
+        ("ImageNet", 72.43, 68.14),
+        ("Caltech101", 96.84, 94.00),
+        ("OxfordPets", 91.17, 97.26),
+        ("StanfordCars", 63.37, 74.89),
+        ("Flowers102", 72.08, 77.80),
+        ("Food101", 90.10, 91.22),
+        ("FGVCAircraft", 27.19, 36.29),
+        ("SUN397", 69.36, 75.35),
+        ("DTD", 53.24, 59.90),
+        ("EuroSAT", 56.48, 64.05),
+        ("UCF101", 70.53, 77.50),
+    ]
+    table = results_table([_rec(d, "CLIP", 1, b, n) for d, b, n in rows])
+    avg = next(r for r in table if r.dataset == AVERAGE)
+    assert avg.base_mean == pytest.approx(69.34, abs=0.01)
+    assert avg.novel_mean == pytest.approx(74.22, abs=0.01)
+    assert avg.hm == pytest.approx(71.70, abs=0.01)
+    assert avg.mean_of_hms == pytest.approx(71.59, abs=0.02)
+
+
+def test_seed_mean_and_std_and_hm_of_means():
+    recs = [_rec("Pets", "FT", 1, 80, 60), _rec("Pets", "FT", 2, 90, 70), _rec("Pets", "FT", 3, 85, 80)]
+    (row,) = results_table(recs)
+    assert row.base_mean == pytest.approx(85) and row.novel_mean == pytest.approx(70)
+    assert row.base_std == pytest.approx(5) and row.hm == pytest.approx(harmonic_mean(85, 70))
+    md = to_markdown([row])
+    assert "85.00 ± 5.00" in md and "| Pets | FT |" in md
+
+
+def test_rerun_of_a_seed_replaces_not_duplicates():
+    (row,) = results_table([_rec("Pets", "ZS", 1, 50, 50), _rec("Pets", "ZS", 1, 60, 40)])
+    assert row.seeds == [1] and row.base == [60]
+
+
+def test_report_command_writes_markdown_csv_png(tmp_path):
+    import json
+
+    for i, rec in enumerate(
+        [_rec("A", "ZS", 1, 70, 60), _rec("B", "ZS", 1, 80, 65), _rec("A", "ZS", 1, 75, setting="base2base")]
+    ):
+        d = tmp_path / "runs" / str(i)
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps(rec))
+    assert report_main([str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "results.md").read_text()
+    assert "### base2novel" in md and "### base2base" in md and "**Average**" in md
+    rows = list(csv.DictReader(open(tmp_path / "rep" / "results.csv")))
+    avg = next(r for r in rows if r["dataset"] == AVERAGE)
+    assert float(avg["hm"]) == pytest.approx(harmonic_mean(75, 62.5), abs=1e-3)
+    assert (tmp_path / "rep" / "results.png").stat().st_size > 1000

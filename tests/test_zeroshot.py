@@ -1,0 +1,138 @@
+"""Zero-shot evaluation end to end through the Hydra app's `run`, on fake CoOp-format data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from transmiter.app import run
+from transmiter.context import RunContext, dataset_spec_from_config
+from transmiter.data.fake import write_fake_dataset
+from transmiter.evaluation.metrics import harmonic_mean
+from transmiter.reporting.records import load_records
+
+
+def _fake(cfg, classes=10, per_class=(4, 2, 4), image_size=32):
+    spec = dataset_spec_from_config(cfg.dataset)
+    write_fake_dataset(
+        spec, cfg.paths.data_dir, num_classes=classes, per_class=per_class, image_size=image_size
+    )
+
+
+def test_zero_shot_base2novel_end_to_end(compose, tmp_path):
+    cfg = compose(["experiment=smoke", f"hydra.run.dir={tmp_path}/run", f"paths.output_dir={tmp_path}/run"])
+    _fake(cfg)
+    metrics = run(cfg)
+    assert set(metrics) == {"base", "novel", "hm"}
+    assert metrics["hm"] == pytest.approx(harmonic_mean(metrics["base"], metrics["novel"]))
+    (record,) = load_records([tmp_path / "run"])
+    assert record["setting"] == "base2novel" and record["dataset"] == "Smoke"
+    assert record["config"]["model"]["arch"] == "tm-tiny-ViT"
+    assert set(record["splits"]) == {"base", "new"} and all(record["splits"].values())
+    assert record["code"]["version"]
+    assert record["timings"]["feature_pass_s"] > 0
+    json.dumps(record)  # fully serialisable
+
+
+def test_base_and_novel_use_separate_label_spaces(compose, tmp_path):
+    cfg = compose(["experiment=smoke", f"paths.output_dir={tmp_path}/o"])
+    _fake(cfg, classes=7)
+    ctx = RunContext.from_config(cfg)
+    base, new = ctx.splits("base"), ctx.splits("new")
+    assert len(base.classnames) == 4 and len(new.classnames) == 3  # ceil(7/2) / rest
+    assert {d.label for d in new.test} == {0, 1, 2}  # relabelled from 0
+
+
+def test_zero_shot_matches_a_direct_computation(compose, tmp_path):
+    """The pipeline's accuracy equals open_clip encode_image/encode_text computed by hand."""
+    import torch.nn.functional as F
+
+    from transmiter.data.dataset import ImageListDataset
+    from transmiter.evaluation.clip_eval import evaluate_clip
+
+    cfg = compose(["experiment=smoke", "setting=base2base", f"paths.output_dir={tmp_path}/o"])
+    _fake(cfg, classes=6)
+    ctx = RunContext.from_config(cfg)
+    bundle = ctx.load_model(cfg.model)
+    splits = ctx.splits("all")
+    acc = evaluate_clip(ctx, bundle, splits, ["a photo of a {}."])
+    ds = ImageListDataset(splits.test, bundle.test_transform)
+    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    labels = torch.tensor([d.label for d in splits.test])
+    with torch.no_grad():
+        img = F.normalize(bundle.model.encode_image(images), dim=-1)
+        prompts = [f"a photo of a {c.replace('_', ' ')}." for c in splits.classnames]
+        txt = F.normalize(bundle.model.encode_text(bundle.tokenizer(prompts)), dim=-1)
+    expected = 100.0 * (img @ txt.T).argmax(1).eq(labels).float().mean().item()
+    assert acc == pytest.approx(expected, abs=1e-6)
+
+
+def test_feature_cache_hit_and_invalidation(compose, tmp_path):
+    from transmiter.evaluation.clip_eval import split_features
+    from transmiter.models.clip import ModelSpec
+
+    cfg = compose(["experiment=smoke", f"paths.output_dir={tmp_path}/o"])
+    _fake(cfg, classes=4)
+    ctx = RunContext.from_config(cfg)
+    bundle = ctx.load_model(cfg.model)
+    splits = ctx.splits("base")
+    f1, _ = split_features(ctx, bundle, splits, "test", "base")
+    t1 = ctx.timings["feature_pass_s"]
+    entries = len(list(ctx.feature_cache.root.rglob("meta.json")))
+    f2, _ = split_features(ctx, bundle, splits, "test", "base")
+    assert ctx.timings["feature_pass_s"] - t1 < 0.5 * t1 + 0.05  # no second encoder pass
+    assert torch.equal(f1, f2)
+    assert len(list(ctx.feature_cache.root.rglob("meta.json"))) == entries
+    # other weights -> other identity -> a new entry
+    other = ctx.load_model(ModelSpec(arch="tm-tiny-ViT", init_seed=1, name="other"))
+    assert other.identity != bundle.identity
+    split_features(ctx, other, splits, "test", "base")
+    assert len(list(ctx.feature_cache.root.rglob("meta.json"))) == entries + 1
+    # other items (the novel half) -> a new entry
+    split_features(ctx, bundle, ctx.splits("new"), "test", "new")
+    assert len(list(ctx.feature_cache.root.rglob("meta.json"))) == entries + 2
+
+
+def test_real_vit_b16_architecture_zero_shot(compose, tmp_path):
+    """The real ViT-B/16 architecture (random init) through the same pipeline, on 224-px images."""
+    cfg = compose(
+        ["experiment=smoke", "model=vit_b16_random", "eval.batch_size=8", f"paths.output_dir={tmp_path}/o"]
+    )
+    _fake(cfg, classes=4, per_class=(2, 1, 2), image_size=224)
+    metrics = run(cfg)
+    assert 0.0 <= metrics["base"] <= 100.0 and 0.0 <= metrics["novel"] <= 100.0
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(compose, tmp_path):
+    """Feature pass and scoring under Lightning DDP (2 CPU processes) give one process's numbers."""
+    cfg1 = compose(
+        [
+            "experiment=smoke",
+            "setting=base2base",
+            f"paths.output_dir={tmp_path}/one",
+            f"paths.cache_dir={tmp_path}/c1",
+        ]
+    )
+    _fake(cfg1, classes=9, per_class=(4, 2, 5))  # odd sizes: uneven shards
+    single = run(cfg1)
+    cfg2 = compose(
+        [
+            "experiment=smoke",
+            "setting=base2base",
+            "trainer=ddp_cpu",
+            f"paths.output_dir={tmp_path}/two",
+            f"paths.cache_dir={tmp_path}/c2",
+        ]
+    )
+    double = run(cfg2)
+    assert double == pytest.approx(single, abs=1e-6)
+    f1 = sorted((tmp_path / "c1" / "features").rglob("features.npy"))
+    f2 = sorted((tmp_path / "c2" / "features").rglob("features.npy"))
+    assert len(f1) == len(f2) == 1
+    import numpy as np
+
+    for a, b in zip(f1, f2):
+        np.testing.assert_allclose(np.load(a).astype(np.float32), np.load(b).astype(np.float32), atol=2e-3)
