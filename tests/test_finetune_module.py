@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import lightning as L
 import open_clip
 import pytest
@@ -15,7 +13,11 @@ from torch.utils.data import DataLoader
 from transmiter.methods.finetune import FINETUNE_SETTINGS, FinetuneCLIP, NonFiniteLossError, prompt_texts
 from transmiter.methods.finetune_bench import SolidColourDataset, register_tiny_config
 
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Your `IterableDataset` has `__len__` defined"),
+    pytest.mark.filterwarnings("ignore:.*does not have many workers"),
+    pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
+]
 
 
 def tiny(seed: int = 0):

@@ -139,7 +139,7 @@ def test_freeze_sets_exact(start):
     trainable = set(sets["trainable"])
     expected = set(HEADS)
     for name, _ in model.named_parameters():
-        for prefix, depth in (("visual.transformer.resblocks.", 4), ("transformer.resblocks.", 3)):
+        for prefix in ("visual.transformer.resblocks.", "transformer.resblocks."):
             if name.startswith(prefix):
                 block = int(name[len(prefix):].split(".")[0])
                 if block >= start:

@@ -79,3 +79,59 @@ def test_report_command_writes_markdown_csv_png(tmp_path):
     avg = next(r for r in rows if r["dataset"] == AVERAGE)
     assert float(avg["hm"]) == pytest.approx(harmonic_mean(75, 62.5), abs=1e-3)
     assert (tmp_path / "rep" / "results.png").stat().st_size > 1000
+
+
+def test_canonical_method_order_with_alphabetical_fallback():
+    from transmiter.reporting.ordering import method_sort_key
+
+    rows = [  # (method config name, row label), in the paper's order
+        ("zeroshot", "Zero-shot synth-weak"),
+        ("zeroshot", "Zero-shot synth-strong"),
+        ("finetune", "FT synth-weak"),
+        ("skip_tuning", "Skip Tuning synth-weak"),
+        ("finetune", "FT synth-strong"),
+        ("skip_tuning", "Skip Tuning synth-strong"),
+        ("eft", "EFT synth-weak→synth-strong"),
+        ("transmiter", "TransMiter synth-weak→synth-strong"),
+        ("transmiter_plus", "TransMiter+ synth-weak→synth-strong"),
+        (None, "Another baseline"),
+        ("zzz_custom", "Custom"),
+    ]
+    shuffled = rows[::-1][3:] + rows[::-1][:3]
+    assert sorted(shuffled, key=lambda mr: method_sort_key(*mr)) == rows
+
+
+def test_table_rows_in_canonical_order_and_partial_average_labelled():
+    recs = [
+        {**_rec("DTD", "TransMiter w→s", 1, 80, 70), "method": "transmiter"},
+        {**_rec("DTD", "Zero-shot strong", 1, 60, 65), "method": "zeroshot"},
+        {**_rec("DTD", "Zero-shot weak", 1, 50, 55), "method": "zeroshot"},
+        {**_rec("ImageNet", "Zero-shot weak", 1, 52, 57), "method": "zeroshot"},
+    ]
+    table = results_table(recs)
+    assert [(r.dataset, r.method) for r in table] == [
+        ("ImageNet", "Zero-shot weak"),  # paper dataset order: ImageNet first
+        ("DTD", "Zero-shot weak"),
+        ("DTD", "Zero-shot strong"),
+        ("DTD", "TransMiter w→s"),
+        (AVERAGE, "Zero-shot weak"),
+        (AVERAGE, "Zero-shot strong"),
+        (AVERAGE, "TransMiter w→s"),
+    ]
+    md = to_markdown(table)
+    assert "| **Average** | Zero-shot weak | 51.00 | 56.00 |" in md
+    assert "| **Average** (1/2) | TransMiter w→s |" in md  # averaged over fewer datasets: flagged
+    alphabetical = [r.method for r in results_table(recs, order="alphabetical") if r.dataset == "DTD"]
+    assert alphabetical == ["TransMiter w→s", "Zero-shot strong", "Zero-shot weak"]
+
+
+def test_newest_created_record_wins_regardless_of_order():
+    old = {**_rec("Pets", "ZS", 1, 50, 50), "created": "2024-01-01T00:00:00+00:00"}
+    new = {**_rec("Pets", "ZS", 1, 60, 40), "created": "2024-06-01T00:00:00+00:00"}
+    (row,) = results_table([new, old])
+    assert row.base == [60] and row.novel == [40]
+
+
+def test_records_without_metrics_are_skipped():
+    recs = [_rec("Pets", "ZS", 1, 70, 60), {**_rec("Pets", "FT", 1, 0), "metrics": {}}]
+    assert [r.method for r in results_table(recs)] == ["ZS"]

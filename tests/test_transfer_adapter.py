@@ -22,7 +22,7 @@ def _inputs(K: int, dtype=torch.float64) -> torch.Tensor:
 
 @pytest.mark.parametrize(("K", "proj_dim", "depth"), [(64, None, 1), (64, 96, 2), (128, None, 0)])
 def test_identity_at_init(K, proj_dim, depth):
-    adapter = LogitAdapter(K, proj_dim=proj_dim, depth=depth, seed=3).double()
+    adapter = LogitAdapter(K, proj_dim=proj_dim, depth=depth, seed=3, dtype=torch.float64)
     x = _inputs(K)
     with torch.no_grad():
         out = adapter(x)
@@ -116,3 +116,33 @@ def test_costs_parameter_count_and_flops():
     assert adapter_param_count(adapter, trainable_only=True) == mlp
     cost = adapter_cost(adapter)
     assert cost["macs_per_sample"] * 2 == cost["flops_per_sample"]
+
+
+def test_forward_ignores_autocast():
+    adapter = LogitAdapter(64, seed=0)
+    x = 20 + 3 * torch.randn(4, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = adapter(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, x, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("proj_dim", [None, 80])
+def test_orthogonal_adapter_pickles_and_deepcopies_exactly(proj_dim):
+    import copy
+    import pickle
+
+    adapter = LogitAdapter(64, proj_dim=proj_dim, seed=0)
+    opt = torch.optim.AdamW(adapter.parameters(), lr=1e-2)
+    x = 20 + 3 * torch.randn(8, 64)
+    for _ in range(2):
+        loss = (adapter(x) - x - 1).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for clone in (pickle.loads(pickle.dumps(adapter)), copy.deepcopy(adapter)):
+        assert clone.projection == "orthogonal"
+        sa, sb = adapter.state_dict(), clone.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+        with torch.no_grad():
+            assert torch.equal(clone(x), adapter(x))

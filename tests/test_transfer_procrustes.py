@@ -28,7 +28,7 @@ def _paired(n: int = 2000, d: int = 32, noise: float = 0.05, seed: int = 0):
 def test_recovers_known_rotation_from_noisy_pairs():
     zs, zt, R = _paired()
     Q = regularized_procrustes(z_source=zs, z_target=zt, lam=0.0)
-    assert torch.linalg.matrix_norm(Q - R) < 0.02
+    assert torch.linalg.matrix_norm(Q - R) < 0.05  # ||R||_F = sqrt(32) ~ 5.7
     torch.testing.assert_close(Q.T @ Q, torch.eye(32, dtype=torch.float64))
 
 
@@ -84,7 +84,7 @@ def test_streamed_statistic_equals_one_shot():
 
 
 def test_streamed_from_logits_uses_standardised_latents():
-    adapter = LogitAdapter(64, seed=0).double()
+    adapter = LogitAdapter(64, seed=0, dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     ls = 20 + 3 * torch.randn(300, 64, generator=g, dtype=torch.float64)
     lt = 25 + 4 * torch.randn(300, 64, generator=g, dtype=torch.float64)

@@ -34,6 +34,7 @@ class RunContext:
     cache_dir: Path
     seed: int
     timings: dict[str, float] = field(default_factory=dict)
+    stage_outputs: dict[str, dict] = field(default_factory=dict)  # what each stage of this run produced
     _models: dict[str, Any] = field(default_factory=dict)
     _splits: dict[tuple, Any] = field(default_factory=dict)
 
@@ -61,6 +62,14 @@ class RunContext:
     # --- trainers -----------------------------------------------------------------------------
     def make_trainer(self, purpose: str = "eval", **overrides: Any) -> L.Trainer:
         return build_trainer(self.cfg.trainer, purpose=purpose, root_dir=self.output_dir, **overrides)
+
+    def training_logger(self, purpose: str) -> Any:
+        """The job's experiment logger (one per job, shared by its training stages), or False."""
+        from transmiter.instantiate import build_logger
+
+        if "_logger" not in self._models:
+            self._models["_logger"] = build_logger(self.cfg.get("logger"))
+        return self._models["_logger"]
 
     # --- data ---------------------------------------------------------------------------------
     @property

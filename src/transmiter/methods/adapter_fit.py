@@ -38,9 +38,12 @@ import torch
 from torch import Tensor
 
 from transmiter.transfer.adapter import LogitAdapter
-from transmiter.transfer.training import LogitNoise, distillation_kl, warmup_cosine_factor
+from transmiter.transfer.logit_data import LogitPairDataModule, LogitPairDataset
+from transmiter.transfer.training import LogitNoise, WarmupCosine, distillation_kl
 
-__all__ = ["AdapterFitModule"]
+__all__ = ["DEFAULT_EPOCHS", "AdapterFitModule", "LogitPairDataModule", "LogitPairDataset"]
+
+DEFAULT_EPOCHS = 10  # reference schedule; epochs live on the Trainer (max_epochs)
 
 
 class AdapterFitModule(L.LightningModule):
@@ -118,9 +121,7 @@ class AdapterFitModule(L.LightningModule):
         hp = self.hparams
         opt = torch.optim.AdamW(self.adapter.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: warmup_cosine_factor(step, total, hp.warmup_ratio)
-        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(total, hp.warmup_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     # ---------------------------------------------------------------- checkpoint extras

@@ -20,3 +20,9 @@ class MethodResult:
     costs: dict[str, float] = field(default_factory=dict)  # params, FLOPs per image, ...
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> path of files it produced
     extra: dict[str, Any] = field(default_factory=dict)
+    method: str | None = None  # the method's config name when it differs from cfg.method.name (studies)
+
+    @property
+    def slug(self) -> str:
+        """A folder-safe name of the row."""
+        return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.row).strip("_")

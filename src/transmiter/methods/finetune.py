@@ -102,12 +102,14 @@ class ClipTuningModule(L.LightningModule):
         self.eval_sets = _plain_eval_sets(eval_classnames, self.classnames)
         self.eval_order: list[str] = [next(iter(self.eval_sets))]
         self.test_metrics = nn.ModuleDict({
-            self._metric_key(name): MulticlassAccuracy(num_classes=len(names), average="micro")
+            self._metric_key(name): MulticlassAccuracy(num_classes=max(2, len(names)), average="micro")
             for name, names in self.eval_sets.items()
         })
-        self.val_metric = MulticlassAccuracy(num_classes=len(self.classnames), average="micro")
+        self.val_metric = MulticlassAccuracy(num_classes=max(2, len(self.classnames)), average="micro")
         self.register_buffer("train_token_ids", self.tokenize(self.classnames), persistent=False)
         self._heads: dict[str, torch.Tensor] = {}
+        # identical on every rank by construction: DDP need not broadcast them before every forward
+        self._ddp_params_and_buffers_to_ignore = ["train_token_ids"]
 
     # -- prompts and heads -------------------------------------------------------------------------------
     @staticmethod
@@ -165,6 +167,9 @@ class ClipTuningModule(L.LightningModule):
         return self.logits_against(self.model.encode_image(images, normalize=True), self._heads[head_name])
 
     # -- validation / test / predict -----------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        self.train()  # Lightning keeps the mode it is given; a model loaded for inference may be in eval mode
+
     def on_train_epoch_start(self) -> None:
         self._heads = {}
 

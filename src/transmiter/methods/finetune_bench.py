@@ -9,14 +9,16 @@ Both methods run their real training code (`FinetuneCLIP.compute_loss`, `SkipTun
 a plain SGD step on random-init weights (`open_clip.create_model(name, pretrained=None)`), `batch` images of
 `num_classes` solid-colour classes. Measured per method:
 * time_per_step_s: mean wall time of `steps` optimiser steps after one warm-up step (CUDA synchronised).
-* peak_mem_mb: on CUDA, torch.cuda.max_memory_allocated over the steps minus the memory held before them;
-  on CPU, the rise of the process's peak RSS over the steps (VmHWM reset through /proc/self/clear_refs, else
-  sampled), each method in a fresh spawned process when `isolate=True` (the default) so allocator reuse
-  does not hide the second method's peak.
+* peak_mem_mb: memory added by training on top of the weights and caches, measured from just before the
+  first (warm-up) step to the end: gradients, optimiser state and the activation peak. On CUDA,
+  torch.cuda.max_memory_allocated minus the memory held before; on CPU, the rise of the process's peak RSS
+  (VmHWM reset through /proc/self/clear_refs, else 1 ms sampling), each method in a fresh spawned process
+  when `isolate=True` (the default) so allocator reuse does not hide the second method's peak. Small models
+  give CPU numbers dominated by allocator granularity; saved_activations_mb is the steadier signal.
 * saved_activations_mb: bytes autograd keeps for backward in one step (saved-tensor hooks, deterministic).
 * trainable_params: parameters with requires_grad.
 * SkipT only: extract_s_per_image (the per-epoch front pass, amortised over images) and cache_mb (the
-  image tokens of the `steps · batch` images it trains on, fp16) — the cost moved out of the step.
+  epoch's fp16 image-token cache, held in CPU memory) — the costs moved out of the step.
 """
 
 from __future__ import annotations
@@ -222,7 +224,7 @@ def _run_variant(kind: str, model_name: str, num_classes: int, image_size: int, 
         for b in plan:
             idx = torch.as_tensor(b)
             batches.append((module.image_cache.read(idx).to(dev), labels_all[idx].to(dev)))
-        out["cache_mb"] = steps * batch * module.image_cache.store[0].numel() * 2 / 2**20
+        out["cache_mb"] = module.image_cache.nbytes / 2**20
 
         def loss_of(b):
             return module.compute_loss(*b)[0]
@@ -238,25 +240,30 @@ def _run_variant(kind: str, model_name: str, num_classes: int, image_size: int, 
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    step(batches[0])  # warm-up: allocates momentum buffers
-    out["saved_activations_mb"] = _saved_bytes(lambda: loss_of(batches[0])) / 2**20
-    opt.zero_grad(set_to_none=True)
+    def run_all():
+        step(batches[0])  # warm-up (allocates gradients and momentum buffers), not timed
+        out["saved_activations_mb"] = _saved_bytes(lambda: loss_of(batches[0])) / 2**20
+        opt.zero_grad(set_to_none=True)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for b in batches[1:]:
+            step(b)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    # memory: from just before the first step (weights and caches already in place) to the end, so gradients,
+    # optimiser state and the activation peak all count
     if dev.type == "cuda":
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        for b in batches[1:]:
-            step(b)
-        torch.cuda.synchronize()
-        elapsed = time.perf_counter() - t0
+        elapsed = run_all()
         out["peak_mem_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         with _CpuPeak() as peak:
-            t0 = time.perf_counter()
-            for b in batches[1:]:
-                step(b)
-            elapsed = time.perf_counter() - t0
+            elapsed = run_all()
         out["peak_mem_mb"] = peak.mb
     out["time_per_step_s"] = elapsed / steps
     return out

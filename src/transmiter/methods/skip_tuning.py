@@ -333,6 +333,7 @@ class SkipTuningCLIP(ClipTuningModule):
         self.register_buffer("cskip_prototypes", torch.zeros(len(self.classnames), embed_dim))
         self.register_buffer("cskip_prototypes_ready", torch.zeros((), dtype=torch.bool))
         self.register_buffer("text_cache", None, persistent=False)
+        self._ddp_params_and_buffers_to_ignore += ["cskip_prototypes", "cskip_prototypes_ready", "text_cache"]
 
     # -- configuration -------------------------------------------------------------------------------------
     def _embed_dim(self) -> int:
@@ -448,7 +449,7 @@ class SkipTuningCLIP(ClipTuningModule):
     # -- training ------------------------------------------------------------------------------------------
     def compute_loss(self, tokens: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
         """CE over the CSkip-kept classes from cached image tokens; returns (loss, number of kept classes)."""
-        if self.text_cache is None or not bool(self.cskip_prototypes_ready):
+        if self.text_cache is None:  # normally built when the epoch's iterator starts
             self.prepare_static()
         if self.training and self.drop_ratio > 0:
             tokens = drop_tokens(tokens, self.drop_ratio, self.token_drop)

@@ -27,6 +27,9 @@ only if validation runs before training).
     module = TransMiterPlusModule(transferred_adapter, class_ids=base_ids, seed=cfg.seed)
     trainer.fit(module, datamodule=LogitPairDataModule(train=(target_zs, labels), batch_size=128))
     refined = module.refined_adapter()
+
+Checkpoints: ``adapter`` and ``class_ids`` are not hyper-parameters; pass them again to
+``TransMiterPlusModule.load_from_checkpoint(path, adapter=..., class_ids=...)``.
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from transmiter.transfer.adapter import LogitAdapter
-from transmiter.transfer.training import LogitNoise, warmup_cosine_factor
+from transmiter.transfer.training import LogitNoise, WarmupCosine
 
-__all__ = ["TransMiterPlusModule"]
+__all__ = ["DEFAULT_EPOCHS", "TransMiterPlusModule"]
+
+DEFAULT_EPOCHS = 10  # fixed in advance (the reference default, 0, does nothing); set on the Trainer
 
 REFINE_PROJECTIONS = ("orthogonal", "free")
 
@@ -99,16 +104,20 @@ class TransMiterPlusModule(L.LightningModule):
         return self.adapter(logits)[:, self.class_ids]
 
     def local_labels(self, labels: Tensor) -> Tensor:
-        if self.hparams.label_space == "local":
-            return labels.long()
+        """Map labels to positions in ``class_ids`` (``label_space="global"``) or check them ("local")."""
         labels = labels.long()
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self._label_lookup.numel()):
-            raise ValueError("a label lies outside the supervised class_ids; check class_ids / label_space")
-        local = self._label_lookup[labels]
-        if bool((local < 0).any()):
+        if self.hparams.label_space == "local":
+            bad = (labels < 0) | (labels >= self.class_ids.numel())
+            local = labels
+        else:
+            in_range = (labels >= 0) & (labels < self._label_lookup.numel())
+            local = torch.where(in_range, self._label_lookup[labels.clamp(0, self._label_lookup.numel() - 1)], -1)
+            bad = local < 0
+        if bool(bad.any()):
             raise ValueError(
-                "a label is not among class_ids (e.g. a novel-class image in a base-class refinement set); "
-                "fix: pass only images of the supervised classes, or label_space='local'"
+                f"label(s) {labels[bad].unique()[:5].tolist()} not among class_ids (e.g. a novel-class image in "
+                f"a base-class refinement set); fix: pass only images of the supervised classes, or check "
+                f"class_ids / label_space"
             )
         return local
 
@@ -149,9 +158,7 @@ class TransMiterPlusModule(L.LightningModule):
         hp = self.hparams
         opt = torch.optim.AdamW(self.adapter.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: warmup_cosine_factor(step, total, hp.warmup_ratio)
-        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(total, hp.warmup_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -128,7 +128,7 @@ def _register_project_models() -> None:
 
     open_clip.add_model_config(Path(__file__).parent / "model_configs")
     try:
-        from transmiter.synthetic.models import register_synthetic_models
+        from transmiter.synthetic.architectures import register_synthetic_models
     except ImportError:  # synthetic world not built into this installation
         pass
     else:

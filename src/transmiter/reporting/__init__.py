@@ -3,5 +3,6 @@
 write_record(ctx, result)                         # <run dir>/results.json
 records = load_records(["outputs/"])              # every results.json below
 table = results_table(records)                    # rows per (setting, dataset, method), seed mean ± std
-write_report(records, out_dir)                    # results.md, results.csv, results.png
+costs = cost_table(records)                       # per (setting, method): train time, FLOPs, params
+write_report(records, out_dir, readme=None)       # results.md/.csv, costs.csv, results.png, cost_scatter.png
 """

@@ -77,7 +77,7 @@ def build_record(ctx, result) -> dict[str, Any]:
         "task_name": cfg.get("task_name"),
         "study": cfg.get("study"),
         "tags": list(cfg.get("tags") or []),
-        "method": cfg.method.name,
+        "method": result.method or cfg.method.name,
         "row": result.row,
         "protocol": result.protocol,
         "setting": cfg.setting.name,
@@ -97,10 +97,12 @@ def build_record(ctx, result) -> dict[str, Any]:
     }
 
 
-def write_record(ctx, result) -> Path:
-    """Write `<output_dir>/results.json` atomically and return its path."""
+def write_record(ctx, result, subdir: str | None = None) -> Path:
+    """Write `<output_dir>[/<subdir>]/results.json` atomically and return its path."""
     record = build_record(ctx, result)
-    path = Path(ctx.output_dir) / RECORD_FILE
+    folder = Path(ctx.output_dir) / subdir if subdir else Path(ctx.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RECORD_FILE
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str))
     os.replace(tmp, path)

@@ -262,7 +262,11 @@ def _relpaths(split: dict[str, list[list[Any]]]) -> list[str]:
 
 
 def benchmark_status(spec: BenchmarkSpec, data_dir: str | Path, scale: str = "demo") -> str:
-    """"complete", "missing", "stale" (other key/scale) or "corrupt" (marker absent or content mismatch)."""
+    """State of a benchmark folder: complete, missing, stale (other key/scale) or corrupt.
+
+    "corrupt" covers a missing or unreadable marker, an unreadable split file, missing images and any
+    content-hash mismatch.
+    """
     root = Path(data_dir) / spec.folder
     if not root.exists():
         return "missing"

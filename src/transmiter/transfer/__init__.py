@@ -9,6 +9,20 @@ Pipeline (all on cached logits over K = C task classes + K - C auxiliary names, 
     save_adapter_artifact(...) / load_adapter_artifact(...)                  # artifact.py
     baselines: eft_logits, base_change, ensemble, self_ensemble              # logit_arithmetic.py
     costs: adapter_cost(adapter)                                             # costs.py
+
+Decisions (details in each module's docstring):
+* Standardisation uses sigma + eps in both directions (the reference omits eps on the way out), so a
+  fresh adapter is exactly the identity.
+* The orthogonal W uses PyTorch's parametrisation with the matrix-exp map even when proj_dim > K
+  (PyTorch's default Householder map there is broken by weight decay). The adapter forward runs in
+  fp32 with autocast disabled.
+* Noise coin flip: once per GLOBAL batch by default (reference), drawn from a generator seeded
+  identically on every rank; ``noise_mode="sample"`` flips per row. Own seeded generators only.
+* lam is absolute by default (reference 500); ``scale_lam_by_n=True`` uses lam * N.
+* TransMiter+ re-wraps W in the orthogonal parametrisation (starting exactly at W_new) by default;
+  ``projection="free"`` trains it as a plain (tied) matrix.
+* Transfer runs under inference mode; only the final copy into the returned module leaves it, so the
+  result holds ordinary (non-inference) tensors with requires_grad=False.
 """
 
 from transmiter.transfer.adapter import AdapterConfig, LogitAdapter, standardize_logits

@@ -281,7 +281,7 @@ def _read(path: Path) -> tuple[dict[str, Tensor], str, str]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open API
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as err:
         raise ArtifactCorruptedError(f"cannot read adapter artifact {str(path)!r} ({err}); {fix}") from err
     if _META_KEY not in header or _HASH_KEY not in header:

@@ -41,7 +41,7 @@ def adapter_flops_per_sample(adapter: LogitAdapter, *, batch_size: int = 8) -> i
     adapter.eval()
     try:
         with parametrize.cached():
-            adapter.W  # materialise (and cache) the projection outside the counter
+            _ = adapter.W  # materialise (and cache) the projection outside the counter
             counter = FlopCounterMode(display=False)
             with counter:
                 adapter(x)

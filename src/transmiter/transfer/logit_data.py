@@ -73,6 +73,9 @@ class LogitPairDataModule(L.LightningDataModule):
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.seed = int(seed)
+        if self.val_set is None:
+            # Lightning treats a None hook as "not overridden": no validation loop, no empty-loader warning
+            self.val_dataloader = None  # type: ignore[assignment]
 
     def _world_size(self) -> int:
         trainer = getattr(self, "trainer", None)
@@ -98,7 +101,5 @@ class LogitPairDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def val_dataloader(self) -> DataLoader | list:
-        if self.val_set is None:
-            return []
+    def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.val_batch_size, shuffle=False, num_workers=self.num_workers)

@@ -6,7 +6,8 @@
   In "batch" mode the coin generator is seeded identically on every DDP rank, so all ranks flip the
   same way at each step: the flip is per *global* batch, as in a single-process run. The noise
   values themselves come from a rank-specific generator (different samples, different noise).
-* :func:`warmup_cosine_factor` - per-step LR factor: linear warm-up, then cosine decay to 0.
+* :func:`warmup_cosine_factor` / :class:`WarmupCosine` - per-step LR factor: linear warm-up, then
+  cosine decay to 0.
 * :func:`distillation_kl` - the fitting loss s * KL(softmax(t / T_t) || softmax(y / tau)).
 """
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["NOISE_MODES", "LogitNoise", "distillation_kl", "warmup_cosine_factor"]
+__all__ = ["NOISE_MODES", "LogitNoise", "WarmupCosine", "distillation_kl", "warmup_cosine_factor"]
 
 NOISE_MODES = ("batch", "sample")
 _RANK_STRIDE = 1_000_003
@@ -102,6 +103,16 @@ def warmup_cosine_factor(step: int, total_steps: int, warmup_ratio: float) -> fl
     decay = max(total - warm, 1)
     progress = min((step - warm) / decay, 1.0)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class WarmupCosine:
+    """Picklable ``LambdaLR`` multiplier (a callable object, so ``LambdaLR.state_dict`` keeps it)."""
+
+    def __init__(self, total_steps: int, warmup_ratio: float) -> None:
+        self.total_steps, self.warmup_ratio = int(total_steps), float(warmup_ratio)
+
+    def __call__(self, step: int) -> float:
+        return warmup_cosine_factor(step, self.total_steps, self.warmup_ratio)
 
 
 def distillation_kl(

@@ -1,0 +1,224 @@
+"""Fitting (knowledge extraction) and TransMiter+ refinement on synthetic logits (Lightning, CPU)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from transmiter.methods.adapter_fit import AdapterFitModule
+from transmiter.methods.transmiter_plus import TransMiterPlusModule
+from transmiter.transfer.adapter import LogitAdapter, standardize_logits
+from transmiter.transfer.logit_data import LogitPairDataModule
+from transmiter.transfer.training import LogitNoise, distillation_kl, warmup_cosine_factor
+
+K, C = 64, 10
+
+
+def _trainer(epochs: int) -> L.Trainer:
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*but have no `val_dataloader`.*")
+    return L.Trainer(
+        accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+    )
+
+
+def _teacher_data(n: int, seed: int):
+    """Teacher = a fixed, known perturbation of the input: sharper and class-shifted (in z units)."""
+    g = torch.Generator().manual_seed(seed)
+    logits = 20 + 3 * torch.randn(n, K, generator=g)
+    z, mu, scale = standardize_logits(logits)
+    shift = torch.linspace(-1.5, 1.5, C)
+    teacher = (1.5 * z[:, :C] + shift) * scale + mu
+    return logits, teacher
+
+
+def _kl_agree(adapter: LogitAdapter, x, t):
+    with torch.no_grad():
+        out = adapter(x)[:, :C]
+    return distillation_kl(out, t).item(), (out.argmax(1) == t.argmax(1)).float().mean().item()
+
+
+# ------------------------------------------------------------------------------------------------
+# pieces
+# ------------------------------------------------------------------------------------------------
+def test_distillation_kl_matches_kldivloss_batchmean():
+    g = torch.Generator().manual_seed(0)
+    out, teacher = torch.randn(8, C, generator=g) * 3, torch.randn(8, C, generator=g) * 3
+    ref = nn.KLDivLoss(reduction="batchmean")(
+        torch.log_softmax(out / 1.0, -1), torch.softmax(teacher / 0.5, -1)
+    )
+    assert distillation_kl(out, teacher).item() == pytest.approx(0.5 * ref.item(), rel=1e-5)
+    # student / tau == teacher / T_t  ->  zero divergence
+    assert distillation_kl(teacher * 2.0, teacher).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_warmup_cosine_schedule():
+    total = 100
+    f = [warmup_cosine_factor(s, total, 0.05) for s in range(total)]
+    assert f[0] == pytest.approx(0.2) and f[4] == pytest.approx(1.0)
+    assert f[5] == pytest.approx(1.0) and f[-1] < 1e-3
+    assert all(a >= b for a, b in zip(f[4:], f[5:]))
+    assert warmup_cosine_factor(5 + 47, total, 0.05) == pytest.approx(0.5 * (1 + math.cos(math.pi * 47 / 95)))
+
+
+def test_noise_batch_mode_all_or_nothing_and_sample_mode_mixed():
+    x = 20 + 3 * torch.randn(256, K)
+    batch_noise = LogitNoise(alpha=0.5, p=0.5, mode="batch", seed=0)
+    states = []
+    for _ in range(40):
+        changed = (batch_noise(x) != x).any(dim=1)
+        assert changed.all() or not changed.any()
+        states.append(bool(changed.all()))
+    assert 5 < sum(states) < 35
+    sample_noise = LogitNoise(alpha=0.5, p=0.5, mode="sample", seed=0)
+    y = sample_noise(x)
+    frac = (y != x).any(dim=1).float().mean().item()
+    assert 0.3 < frac < 0.7
+    noisy = (y != x).any(dim=1)
+    ratio = ((y - x)[noisy].std(dim=1) / x[noisy].std(dim=1)).mean().item()
+    assert ratio == pytest.approx(0.5, rel=0.1)
+
+
+def test_noise_is_seeded_and_resumable():
+    x = torch.randn(16, K)
+    a, b = LogitNoise(mode="sample", seed=3), LogitNoise(mode="sample", seed=3)
+    assert torch.equal(a(x), b(x))
+    state = a.state_dict()
+    nxt = a(x)
+    c = LogitNoise(mode="sample", seed=3)
+    c.load_state_dict(state)
+    assert torch.equal(c(x), nxt)
+    # different DDP ranks draw different noise values but flip the same batch coin
+    r0, r1 = LogitNoise(p=1.0, seed=3), LogitNoise(p=1.0, seed=3)
+    r1.set_rank(1)
+    assert not torch.equal(r0(x), r1(x))
+
+
+def test_datamodule_global_batch_must_divide():
+    x, t = _teacher_data(10, 0)
+    dm = LogitPairDataModule(train=(x, t), batch_size=4)
+    assert dm.per_device_batch_size() == 4
+    dm.trainer = type("T", (), {"world_size": 3})()
+    with pytest.raises(ValueError, match="divisible"):
+        dm.per_device_batch_size()
+
+
+# ------------------------------------------------------------------------------------------------
+# the adapter really learns
+# ------------------------------------------------------------------------------------------------
+def test_fitting_reduces_kl_and_improves_agreement():
+    x_tr, t_tr = _teacher_data(512, 0)
+    x_te, t_te = _teacher_data(256, 1)
+    module = AdapterFitModule(K=K, seed=0)
+    kl0, agree0 = _kl_agree(module.adapter, x_te, t_te)
+    trainer = _trainer(10)
+    trainer.fit(module, datamodule=LogitPairDataModule(train=(x_tr, t_tr), val=(x_te, t_te), batch_size=128))
+    fitted = module.fitted_adapter()
+    kl1, agree1 = _kl_agree(fitted, x_te, t_te)
+    assert kl1 < 0.4 * kl0, (kl0, kl1)
+    assert agree1 > agree0 + 0.2, (agree0, agree1)
+    assert "val/kl" in trainer.callback_metrics and "train/kl" in trainer.callback_metrics
+    assert fitted.projection == "frozen" and not any(p.requires_grad for p in fitted.parameters())
+    W = module.adapter.W.detach()
+    torch.testing.assert_close(W.T @ W, torch.eye(K), atol=1e-5, rtol=0)
+
+
+def test_fitting_is_reproducible_with_seed():
+    x, t = _teacher_data(256, 2)
+    results = []
+    for _ in range(2):
+        module = AdapterFitModule(K=K, seed=5, noise_mode="sample")
+        _trainer(2).fit(module, datamodule=LogitPairDataModule(train=(x, t), batch_size=128, seed=5))
+        results.append(module.fitted_adapter().export_tensors())
+    for k in results[0]:
+        assert torch.equal(results[0][k], results[1][k]), k
+
+
+# ------------------------------------------------------------------------------------------------
+# TransMiter+
+# ------------------------------------------------------------------------------------------------
+BASE = [0, 1, 2, 3]
+
+
+def _labelled(n: int, seed: int):
+    """Zero-shot logits biased towards class 0: a small labelled set can fix the miscalibration."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.tensor(BASE)[torch.randint(0, len(BASE), (n,), generator=g)]
+    logits = 20 + torch.randn(n, K, generator=g)
+    logits[torch.arange(n), y] += 3.0
+    logits[:, 0] += 4.0
+    return logits, y
+
+
+def _acc(adapter: LogitAdapter, x, y) -> float:
+    with torch.no_grad():
+        return (adapter(x)[:, BASE].argmax(1) == y).float().mean().item()
+
+
+def test_transmiter_plus_raises_accuracy():
+    moved = LogitAdapter(K, seed=0).set_projection("frozen").requires_grad_(False)
+    x_tr, y_tr = _labelled(512, 0)
+    x_te, y_te = _labelled(512, 1)
+    acc0 = _acc(moved, x_te, y_te)
+    module = TransMiterPlusModule(moved, class_ids=BASE, lr=1e-3, seed=0)
+    assert module.adapter.projection == "orthogonal"
+    _trainer(5).fit(module, datamodule=LogitPairDataModule(train=(x_tr, y_tr), batch_size=128))
+    refined = module.refined_adapter()
+    acc1 = _acc(refined, x_te, y_te)
+    assert acc1 > acc0 + 0.2, (acc0, acc1)
+    assert refined.projection == "frozen" and not any(p.requires_grad for p in refined.parameters())
+    W = module.adapter.W.detach()
+    torch.testing.assert_close(W.T @ W, torch.eye(K), atol=1e-5, rtol=0)
+    assert torch.equal(moved.W, LogitAdapter(K, seed=0).W.detach())  # input adapter untouched
+
+
+def test_transmiter_plus_validation_selection_and_label_checks():
+    moved = LogitAdapter(K, seed=0, projection="frozen")
+    x_tr, y_tr = _labelled(256, 2)
+    x_va, y_va = _labelled(64, 3)
+    module = TransMiterPlusModule(moved, class_ids=BASE, lr=1e-3, projection="free", select_on_val=True)
+    _trainer(3).fit(module, datamodule=LogitPairDataModule(train=(x_tr, y_tr), val=(x_va, y_va), batch_size=128))
+    assert module.best_val_acc is not None
+    assert _acc(module.refined_adapter(), x_va, y_va) == pytest.approx(module.best_val_acc)
+    with pytest.raises(ValueError, match="not among class_ids"):
+        module.local_labels(torch.tensor([0, 5]))
+    assert module.local_labels(torch.tensor([3, 0])).tolist() == [3, 0]
+    with pytest.raises(ValueError, match="class_ids"):
+        TransMiterPlusModule(moved, class_ids=[0, 0, 1])
+
+
+def test_lightning_checkpoint_round_trip(tmp_path):
+    x, t = _teacher_data(256, 4)
+    module = AdapterFitModule(K=K, seed=1)
+    trainer = _trainer(1)
+    trainer.fit(module, datamodule=LogitPairDataModule(train=(x, t), batch_size=128))
+    path = tmp_path / "fit.ckpt"
+    trainer.save_checkpoint(path)
+    restored = AdapterFitModule.load_from_checkpoint(path, weights_only=False)
+    assert restored.adapter.projection == "orthogonal"
+    with torch.no_grad():
+        torch.testing.assert_close(restored.adapter(x), module.adapter(x))
+    assert restored.noise.state_dict()["noise"].equal(module.noise.state_dict()["noise"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_fitting_under_ddp_spawn_two_cpu_processes():
+    x_tr, t_tr = _teacher_data(512, 0)
+    x_te, t_te = _teacher_data(256, 1)
+    module = AdapterFitModule(K=K, seed=0)
+    kl0, _ = _kl_agree(module.adapter, x_te, t_te)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=10, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=LogitPairDataModule(train=(x_tr, t_tr), batch_size=128))
+    kl1, _ = _kl_agree(module.fitted_adapter(), x_te, t_te)
+    assert kl1 < 0.4 * kl0, (kl0, kl1)
+    assert "train/kl" in trainer.callback_metrics
