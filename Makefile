@@ -50,3 +50,31 @@ clean: ## Remove run outputs (keeps caches and data)
 
 clean-cache: ## Remove feature caches and pretrained synthetic models
 	rm -rf .cache/transmiter
+
+# ---- studies on the real datasets and weights (GPU machines) -------------------------------------
+DATA ?= $(CURDIR)/data
+PAIR ?= vit_b16_to_vit_l14
+GPUS ?= 1
+DRY_RUN ?= 0
+STUDY_TRAINER := $(if $(filter 1,$(GPUS)),gpu,ddp trainer.devices=$(GPUS))
+STUDY_ARGS = paths.data_dir=$(DATA) pair=$(PAIR) trainer=$(STUDY_TRAINER)
+
+.PHONY: reproduce-b2n reproduce-b2b reproduce-demo wandb-sync
+
+reproduce-b2n: setup ## Base-to-novel study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, DRY_RUN=1 lists jobs)
+	@$(MAKE) --no-print-directory _reproduce STUDY=b2n
+
+reproduce-b2b: setup ## Base-to-base study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, DRY_RUN=1 lists jobs)
+	@$(MAKE) --no-print-directory _reproduce STUDY=b2b
+
+_reproduce:
+ifeq ($(DRY_RUN),1)
+	$(RUN) transmiter -m experiment=$(STUDY) $(STUDY_ARGS) dry_run=true
+else
+	$(RUN) transmiter data check dataset=all paths.data_dir=$(DATA) --only-study
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-0} $(RUN) transmiter -m experiment=$(STUDY) $(STUDY_ARGS)
+	$(RUN) transmiter report outputs/studies/$(STUDY) --out outputs/studies/$(STUDY)/report --study $(STUDY) --readme experiments/$(STUDY)/README.md
+endif
+
+wandb-sync: setup ## Upload offline wandb runs (found under outputs/) to wandb.ai
+	@find outputs -type d -name 'offline-run-*' -print0 | xargs -0 -r -n 20 $(RUN) wandb sync

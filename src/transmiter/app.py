@@ -54,32 +54,42 @@ def guard_multirun_ddp(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """One job: everything a Hydra run does, callable from tests with a composed config."""
+    from pathlib import Path
+
     import lightning as L
 
     from transmiter.context import RunContext
     from transmiter.instantiate import instantiate
+    from transmiter.planning import describe_job, job_status, mark_done
     from transmiter.reporting.records import write_record
 
     guard_multirun_ddp(cfg)
+    output_dir = Path(str(cfg.paths.output_dir)).resolve()
+    if cfg.get("dry_run"):
+        print(describe_job(cfg, output_dir))
+        return {}
+    if cfg.get("skip_done", True) and job_status(output_dir)[0] == "done":
+        print(f"[skipped] {cfg.task_name}: {cfg.dataset.name} {cfg.setting.name} seed {cfg.seed} is done "
+              f"({output_dir}); delete its job.json to run it again")
+        return {}
     validate_config(cfg)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ctx = RunContext.from_config(cfg)
     method = instantiate(cfg.method)
     with ctx.timed("total_s"):
-        result = method(ctx)
-    path = write_record(ctx, result)
-    metrics = {k: round(v, 2) for k, v in result.metrics.items()}
-    log.info(
-        "%s | %s | %s | seed %s: %s  (record: %s)",
-        result.row,
-        cfg.dataset.name,
-        cfg.setting.name,
-        cfg.seed,
-        metrics,
-        path,
-    )
-    print(f"{result.row} | {cfg.dataset.name} | {cfg.setting.name} | seed {cfg.seed}: {metrics}")
-    return result.metrics
+        outcome = method(ctx)
+    # A study job returns several rows (one record each); a single method returns one.
+    results = outcome if isinstance(outcome, list) else [outcome]
+    paths = []
+    for result in results:
+        path = write_record(ctx, result, subdir=None if len(results) == 1 else result.slug)
+        metrics = {k: round(v, 2) for k, v in result.metrics.items()}
+        log.info("%s | %s | %s | seed %s: %s  (record: %s)", result.row, cfg.dataset.name,
+                 cfg.setting.name, cfg.seed, metrics, path)
+        print(f"{result.row} | {cfg.dataset.name} | {cfg.setting.name} | seed {cfg.seed}: {metrics}")
+        paths.append(str(path))
+    mark_done(ctx.output_dir, paths, {r.row: r.metrics for r in results})
+    return results[-1].metrics
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,17 @@ class RunContext:
             seed=int(cfg.seed),
         )
 
+    # --- derived contexts (study jobs) ---------------------------------------------------------
+    def with_model(self, model_node) -> RunContext:
+        """The same run with another `model` (caches, splits and loaded models shared)."""
+        from transmiter.methods.study import _copy_cfg_with_model
+
+        return dataclasses.replace(self, cfg=_copy_cfg_with_model(self.cfg, model_node))
+
+    def fresh_timings(self) -> RunContext:
+        """The same run with its own timing and stage-output books (one results record per row)."""
+        return dataclasses.replace(self, timings={}, stage_outputs={})
+
     # --- caches -------------------------------------------------------------------------------
     @property
     def feature_cache(self) -> ArrayCache:
@@ -58,6 +70,31 @@ class RunContext:
     @property
     def head_cache(self) -> ArrayCache:
         return ArrayCache(self.cache_dir / "text_heads")
+
+    # --- stages -------------------------------------------------------------------------------
+    def run_stage(self, name: str, identity: dict, fn):
+        """Run (or reuse) a content-addressed stage and note it in this job's ledger (`stages.json`),
+        which dry runs read to say which stages of a job are done."""
+        from transmiter.stages import StageStore
+
+        result = StageStore(self.cache_dir / "stages").run(name, identity, fn)
+        self._note_stage(name, result)
+        return result
+
+    def _note_stage(self, name: str, result) -> None:
+        import json
+        import os
+
+        ledger_path = self.output_dir / "stages.json"
+        try:
+            ledger = json.loads(ledger_path.read_text())
+        except (OSError, ValueError):
+            ledger = {}
+        ledger[f"{name}/{result.key}"] = {"name": name, "key": result.key, "path": str(result.path),
+                                          "seconds": round(result.seconds, 3), "reused": result.reused}
+        tmp = ledger_path.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(ledger, indent=1))
+        os.replace(tmp, ledger_path)
 
     # --- trainers -----------------------------------------------------------------------------
     def make_trainer(self, purpose: str = "eval", **overrides: Any) -> L.Trainer:

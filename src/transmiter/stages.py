@@ -35,7 +35,7 @@ class StageResult:
     path: Path
     outputs: dict[str, Any]
     reused: bool
-    seconds: float  # wall time of the work (0 when reused)
+    seconds: float  # wall time the work took when it ran (also when reused now)
 
 
 class StageStore:
@@ -55,12 +55,13 @@ class StageStore:
         path = self.path(name, identity)
         done = self._load(path)
         if done is not None:
-            return StageResult(name, path.name, path, done["outputs"], True, 0.0)
+            return StageResult(name, path.name, path, done["outputs"], True, float(done.get("seconds", 0.0)))
         path.mkdir(parents=True, exist_ok=True)
         with _locked(path / ".lock"):
             done = self._load(path)  # another process may have finished it while we waited
             if done is not None:
-                return StageResult(name, path.name, path, done["outputs"], True, 0.0)
+                return StageResult(name, path.name, path, done["outputs"], True,
+                                   float(done.get("seconds", 0.0)))
             (path / "identity.json").write_text(json.dumps(identity, indent=1, sort_keys=True, default=str))
             start = time.perf_counter()
             outputs = fn(path)

@@ -81,9 +81,28 @@ def _validate_model(cfg: DictConfig) -> None:
         if node is None:
             continue
         try:
-            instantiate(node).validate()
+            spec = instantiate(node)
+            spec.validate()
         except ModelError as err:
             raise ConfigError(str(err).replace("model.", f"{key}.", 1)) from err
+        _require_offline_weights(key, spec)
+
+
+def _require_offline_weights(key: str, spec) -> None:
+    """Offline (HF_HUB_OFFLINE=1), a pretrained tag must already be in the local cache."""
+    import os
+
+    from transmiter.models.clip import weights_available
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
+        return  # online: open_clip downloads missing weights
+    ok, where = weights_available(spec)
+    if not ok:
+        raise ConfigError(
+            f"{key}.pretrained={spec.pretrained!r}: weights not found offline ({where}). Download them once "
+            f"on a connected machine (e.g. python -c \"import open_clip; open_clip.create_model('{spec.arch}', "
+            f"pretrained='{spec.pretrained}')\"), or point {key}.pretrained at a local checkpoint file."
+        )
 
 
 def _validate_dataset(cfg: DictConfig) -> None:

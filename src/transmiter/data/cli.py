@@ -23,13 +23,19 @@ def _dataset_choices() -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / "dataset").glob("*.yaml"))
 
 
-def check(overrides: list[str]) -> int:
+STUDY_DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
+                  "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
+
+
+def check(overrides: list[str], only_study: bool = False) -> int:
     from transmiter.context import absolute, dataset_spec_from_config
     from transmiter.data.check import check_dataset
 
     choices = [o.split("=", 1)[1] for o in overrides if o.startswith("dataset=")]
     rest = [o for o in overrides if not o.startswith("dataset=")]
     names = _dataset_choices() if choices == ["all"] else (choices or [None])
+    if only_study:
+        names = list(STUDY_DATASETS)
     failures = 0
     for name in names:
         cfg = _compose(rest + ([f"dataset={name}"] if name else []))
@@ -63,7 +69,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--classes", type=int, default=None, help="fake: number of classes")
     parser.add_argument("--per-class", default="8,4,8", help="fake: train,val,test images per class")
     parser.add_argument("--image-size", type=int, default=32, help="fake: image side in pixels")
+    parser.add_argument("--only-study", action="store_true",
+                        help="check: the 11 datasets of the base-to-novel / base-to-base studies")
     args, overrides = parser.parse_known_args(argv)
     if args.command == "check":
-        return check(overrides)
+        return check(overrides, args.only_study)
     return fake(overrides, args.classes, args.per_class, args.image_size)

@@ -20,6 +20,7 @@ class MethodResult:
     costs: dict[str, float] = field(default_factory=dict)  # params, FLOPs per image, ...
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> path of files it produced
     extra: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] | None = None  # per-row wall times (study jobs); else the run's
     method: str | None = None  # the method's config name when it differs from cfg.method.name (studies)
 
     @property

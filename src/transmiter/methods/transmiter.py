@@ -42,7 +42,6 @@ from transmiter.features.extract import ViewSpec
 from transmiter.methods.base import MethodResult
 from transmiter.models.heads import text_head
 from transmiter.models.templates import template_set
-from transmiter.stages import StageStore
 
 PROTOCOL = "masked-joint"
 _FIT_DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "weight_decay": 1e-3, "warmup_ratio": 0.05,
@@ -192,9 +191,6 @@ class TransferMethod:
         return source, ctx.load_model(tuned_spec)
 
     # ------------------------------------------------------------------ stages
-    def _stages(self, ctx) -> StageStore:
-        return StageStore(ctx.cache_dir / "stages")
-
     def fitted_adapter(self, ctx):
         """Stage 3: the adapter fitted on the source (path of its artifact)."""
         from transmiter.transfer.artifact import save_adapter_artifact
@@ -222,7 +218,8 @@ class TransferMethod:
             return {"artifact": str(path), "num_rows": int(inputs.shape[0])}
 
         with ctx.timed("fit_s"):
-            result = self._stages(ctx).run("adapter_fit", identity, work)
+            result = ctx.run_stage("adapter_fit", identity, work)
+        ctx.stage_outputs["adapter_fit"] = {"seconds": result.seconds, "reused": result.reused}
         return result, classnames, aux, data, source
 
     def _teacher_templates(self, ctx) -> list[str]:
@@ -274,7 +271,8 @@ class TransferMethod:
             return {"artifact": str(path), "num_samples": moved.num_samples, "lam_effective": moved.lam_effective}
 
         with ctx.timed("transfer_s"):
-            result = self._stages(ctx).run("adapter_transfer", identity, work)
+            result = ctx.run_stage("adapter_transfer", identity, work)
+        ctx.stage_outputs["adapter_transfer"] = {"seconds": result.seconds, "reused": result.reused}
         return result, classnames, aux, data, source, target
 
     # ------------------------------------------------------------------ evaluation
@@ -311,7 +309,7 @@ class TransferMethod:
                 "encoder_flops_per_image": encoder,
                 "inference_flops_per_image": encoder + cost["flops_per_sample"],
                 "adapter_flops_ratio": cost["flops_per_sample"] / encoder,
-                "trainable_params": cost["trainable_params"]}
+                "trainable_params": cost["params"]}  # trained on the source, none on the target
 
     def _row(self, ctx) -> str:
         src, tgt = ctx.cfg.pair.source.get("name") or ctx.cfg.pair.source.arch, \
@@ -335,10 +333,20 @@ class TransMiter(TransferMethod):
     def _result(self, ctx, adapter, classnames, aux, data, source, target, artifact) -> MethodResult:
         logits, labels = self.test_logits(ctx, target, classnames + aux)
         accuracies = self.evaluate_inputs(ctx, logits, labels, len(classnames), adapter)
+        costs = self.costs(adapter, target)
+        # Training cost of the method itself: fitting + transfer (+ refinement), as first measured; the
+        # source fine-tuning is reported apart (it is the weak model's own adaptation, done once).
+        stages = ctx.stage_outputs
+        costs["train_time_s"] = sum(stages.get(k, {}).get("seconds", 0.0)
+                                    for k in ("adapter_fit", "adapter_transfer", "adapter_refine"))
+        costs["transfer_time_s"] = stages.get("adapter_transfer", {}).get("seconds", 0.0)
+        for kind in ("skip_tuning", "ft"):
+            if kind in stages:
+                costs["source_finetune_time_s"] = stages[kind]["train_time_s"]
         return MethodResult(
             metrics=summarize_groups(accuracies), row=self._row(ctx), protocol=PROTOCOL, method=self.name,
             models={"source": source.identity, "target": target.identity},
-            costs=self.costs(adapter, target), artifacts={"adapter": artifact},
+            costs=costs, artifacts={"adapter": artifact},
             extra={"K": len(classnames) + len(aux), "lam": self.lam, "fit_data": data.description},
         )
 
@@ -389,7 +397,8 @@ class TransMiterPlus(TransMiter):
             return {"artifact": str(path)}
 
         with ctx.timed("refine_s"):
-            refined = self._stages(ctx).run("adapter_refine", identity, work)
+            refined = ctx.run_stage("adapter_refine", identity, work)
+        ctx.stage_outputs["adapter_refine"] = {"seconds": refined.seconds, "reused": refined.reused}
         adapter = load_adapter_artifact(refined.outputs["artifact"], expect_classnames=classnames,
                                         expect_aux=aux, expect_target_model=target.identity).adapter
         return self._result(ctx, adapter, classnames, aux, data, source, target, refined.outputs["artifact"])

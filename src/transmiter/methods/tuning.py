@@ -24,7 +24,6 @@ from transmiter.evaluation.clip_eval import evaluate_clip
 from transmiter.evaluation.metrics import summarize_groups
 from transmiter.methods.base import MethodResult
 from transmiter.models.templates import template_set
-from transmiter.stages import StageStore
 
 KINDS = ("ft", "skip_tuning")
 
@@ -84,8 +83,9 @@ class FineTune:
         def work(stage_dir: Path) -> dict:
             return self._train(ctx, spec, splits, kwargs, stage_dir)
 
-        result = StageStore(ctx.cache_dir / "stages").run(self.kind, identity, work)
-        ctx.timings[f"{self.kind}_train_s"] = ctx.timings.get(f"{self.kind}_train_s", 0.0) + result.seconds
+        result = ctx.run_stage(self.kind, identity, work)
+        if not result.reused:
+            ctx.timings[f"{self.kind}_train_s"] = ctx.timings.get(f"{self.kind}_train_s", 0.0) + result.seconds
         ctx.stage_outputs[self.kind] = result.outputs
         return ModelSpec(arch=spec.arch, pretrained=str(result.path / "model.safetensors"),
                          name=f"{spec.label}+{self.row_name}", precision=spec.precision)

@@ -92,6 +92,34 @@ class ModelSpec:
             )
 
 
+def weights_available(spec: ModelSpec) -> tuple[bool, str]:
+    """Whether `spec`'s weights can be loaded without a download: (ok, what/where)."""
+    import open_clip
+
+    if spec.pretrained in (None, "", "none", "None"):
+        return True, "random init"
+    if spec.pretrained_is_path:
+        path = Path(str(spec.pretrained)).expanduser()
+        return path.is_file(), str(path)
+    cfg = open_clip.get_pretrained_cfg(spec.arch, str(spec.pretrained)) or {}
+    if "file" in cfg:
+        return Path(cfg["file"]).is_file(), cfg["file"]
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        model_id, filename = os.path.split(hub)
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        for name in names:
+            found = try_to_load_from_cache(model_id, name)
+            if isinstance(found, str):
+                return True, found
+        return False, f"hf-hub:{model_id} (not in the local Hugging Face cache)"
+    url = cfg.get("url", "")
+    cached = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "clip" / Path(url).name
+    return cached.is_file(), str(cached)
+
+
 @dataclass
 class ClipBundle:
     """Everything a method needs from a CLIP model."""

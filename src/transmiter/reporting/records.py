@@ -87,7 +87,7 @@ def build_record(ctx, result) -> dict[str, Any]:
         "metrics": {k: round(float(v), 4) for k, v in result.metrics.items()},
         "models": result.models,
         "splits": result.splits,
-        "timings": {k: round(float(v), 3) for k, v in ctx.timings.items()},
+        "timings": {k: round(float(v), 3) for k, v in (result.timings or ctx.timings).items()},
         "costs": result.costs,
         "artifacts": result.artifacts,
         "extra": result.extra,

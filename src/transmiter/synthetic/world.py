@@ -432,8 +432,8 @@ def sample_scenes(
     bg_base = np.array(list(BG_COLOURS.values()), dtype=np.float64)[bg_colour]
     bg_rgb = np.clip(bg_base + rng.uniform(-8, 8, (n, 3)), 0, 255)
     lum = bg_rgb @ np.array([0.299, 0.587, 0.114])
-    lighter = bg_rgb + (255.0 - bg_rgb) * 0.3
-    darker = bg_rgb * 0.68
+    lighter = bg_rgb + (255.0 - bg_rgb) * 0.2
+    darker = bg_rgb * 0.78
     bg_rgb2 = np.where((lum < 110)[:, None], lighter, darker)
     bg_period = rng.uniform(6.0, 9.0, n)
     bg_angle = rng.choice(np.deg2rad([0.0, 45.0, 90.0, 135.0]), size=n)

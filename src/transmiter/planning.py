@@ -1,0 +1,75 @@
+"""Dry runs: what a job would run and what is already there, without doing any heavy work.
+
+    transmiter -m experiment=b2n dry_run=true        # one line per job of the sweep
+
+A job is `done` when its folder holds `job.json` (written last, after every results record);
+`partial` when some of its stages finished (its `stages.json` ledger); else `pending`. Each line also
+says whether the dataset folder and the model weights are present, so a study fails before it starts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+JOB_FILE = "job.json"
+
+
+def job_status(output_dir: Path) -> tuple[str, list[str]]:
+    if (output_dir / JOB_FILE).is_file():
+        return "done", []
+    try:
+        ledger = json.loads((output_dir / "stages.json").read_text())
+    except (OSError, ValueError):
+        return "pending", []
+    stages = sorted({v["name"] for v in ledger.values()})
+    return ("partial" if stages else "pending"), stages
+
+
+def mark_done(output_dir: Path, records: list[str], metrics: dict[str, Any]) -> None:
+    import os
+
+    tmp = output_dir / f".{JOB_FILE}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({"status": "done", "records": records, "metrics": metrics}, indent=1))
+    os.replace(tmp, output_dir / JOB_FILE)
+
+
+def _data_status(cfg: DictConfig) -> str:
+    from transmiter.config.validate import ConfigError, _validate_dataset
+
+    try:
+        _validate_dataset(cfg)
+    except ConfigError as err:
+        return f"MISSING ({str(err).split(':', 1)[1].strip().split('.')[0]})"
+    return "ok"
+
+
+def _weights_status(cfg: DictConfig) -> str:
+    from transmiter.instantiate import instantiate
+    from transmiter.models.clip import weights_available
+
+    nodes = {"model": cfg.get("model")}
+    method_name = str(cfg.method.get("name", ""))
+    if cfg.get("pair") is not None and method_name not in ("zeroshot", "ft", "skip_tuning"):
+        nodes = {"source": cfg.pair.source, "target": cfg.pair.target}
+    parts = []
+    for role, node in nodes.items():
+        ok, where = weights_available(instantiate(node))
+        parts.append(f"{role} {'ok' if ok else 'MISSING'}" + ("" if ok else f" [{where}]"))
+    return ", ".join(parts)
+
+
+def describe_job(cfg: DictConfig, output_dir: Path) -> str:
+    status, stages = job_status(output_dir)
+    who = cfg.pair.name if cfg.method.get("name") in ("study", "transmiter", "transmiter_plus", "eft") \
+        else cfg.model.get("name", cfg.model.arch)
+    line = (f"[{status:>7}] {cfg.task_name}: method={cfg.method.name} dataset={cfg.dataset.name} "
+            f"setting={cfg.setting.name} seed={cfg.seed} models={who}")
+    if stages:
+        line += f" | stages done: {', '.join(stages)}"
+    if status != "done":
+        line += f" | data: {_data_status(cfg)} | weights: {_weights_status(cfg)}"
+    return line + f" | {output_dir}"
