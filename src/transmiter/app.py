@@ -10,7 +10,6 @@ Returns (and prints) the run's metrics; the results record is `<run dir>/results
 from __future__ import annotations
 
 import logging
-import os
 
 import hydra
 from omegaconf import DictConfig
@@ -22,7 +21,8 @@ log = logging.getLogger("transmiter")
 
 
 def guard_multirun_ddp(cfg: DictConfig) -> None:
-    """Refuse multirun + Lightning's re-executing `ddp` launcher (engineering.md §3, pitfall 3)."""
+    """Refuse --multirun with Lightning's re-executing `ddp` strategy on more than one device unless
+    SLURM (submitit) creates the processes (engineering.md §3, pitfall 3)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -30,25 +30,18 @@ def guard_multirun_ddp(cfg: DictConfig) -> None:
         return
     hc = HydraConfig.get()
     devices = cfg.trainer.get("devices", 1)
-    many = (
-        devices == -1
-        or (isinstance(devices, int) and devices > 1)
-        or (isinstance(devices, list | str) and str(devices) not in ("1", "[0]"))
-    )
-    if (
-        hc.mode == RunMode.MULTIRUN
-        and cfg.trainer.get("strategy") == "ddp"
-        and many
-        and "SLURM_JOB_ID" not in os.environ
-        and hc.launcher._target_.endswith("BasicLauncher")
-    ):
+    num_nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
+    many = devices in (-1, "auto") or (isinstance(devices, int) and devices > 1) or \
+        (not isinstance(devices, int) and len(list(devices)) > 1) or num_nodes > 1
+    launcher = str(hc.launcher.get("_target_", ""))
+    if hc.mode == RunMode.MULTIRUN and cfg.trainer.get("strategy") == "ddp" and many and "submitit" not in launcher:
         from transmiter.config.validate import ConfigError
 
         raise ConfigError(
-            "trainer=ddp cannot run under --multirun with a local launcher: Lightning re-executes the "
+            "trainer.strategy=ddp cannot run under --multirun with a local launcher: Lightning re-executes the "
             "command once per GPU and every copy starts its own sweep (Lightning issue 11300). Use "
-            "hydra/launcher=slurm (one SLURM task per GPU), or trainer=ddp_cpu / "
-            "trainer.strategy=ddp_spawn, or a shell loop of single runs with trainer=ddp."
+            "hydra/launcher=slurm (SLURM starts one task per GPU), or trainer.strategy=ddp_spawn, or run "
+            "the jobs one by one (a shell loop of single runs with trainer=ddp)."
         )
 
 
@@ -60,8 +53,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     from transmiter.context import RunContext
     from transmiter.instantiate import instantiate
-    from transmiter.planning import describe_job, job_status, mark_done
-    from transmiter.reporting.records import write_record
+    from transmiter.planning import describe_job, job_status
 
     guard_multirun_ddp(cfg)
     output_dir = Path(str(cfg.paths.output_dir)).resolve()
@@ -76,6 +68,18 @@ def run(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ctx = RunContext.from_config(cfg)
     method = instantiate(cfg.method)
+    try:
+        return _run_method(cfg, ctx, method)
+    finally:
+        finish_tracking(ctx)
+
+
+def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
+    from transmiter.planning import mark_done
+    from transmiter.reporting.records import resolved_config, write_record
+
+    if ctx.logger:
+        ctx.logger.log_hyperparams(resolved_config(cfg))
     with ctx.timed("total_s"):
         outcome = method(ctx)
     # A study job returns several rows (one record each); a single method returns one.
@@ -88,8 +92,42 @@ def run(cfg: DictConfig) -> dict[str, float]:
                  cfg.setting.name, cfg.seed, metrics, path)
         print(f"{result.row} | {cfg.dataset.name} | {cfg.setting.name} | seed {cfg.seed}: {metrics}")
         paths.append(str(path))
+    log_results(ctx, results)
     mark_done(ctx.output_dir, paths, {r.row: r.metrics for r in results})
     return results[-1].metrics
+
+
+def log_results(ctx, results) -> None:
+    """Final figures of every row, and a results table, into the job's tracker run."""
+    logger = ctx.logger
+    if not logger:
+        return
+    if hasattr(logger, "_prefix"):
+        logger._prefix = ""
+    flat = {}
+    for r in results:
+        for k, v in {**r.metrics, **{f"cost/{c}": x for c, x in r.costs.items() if isinstance(x, int | float)}}.items():
+            flat[f"results/{r.row}/{k}"] = float(v)
+    logger.log_metrics(flat)
+    if hasattr(logger, "log_table"):
+        columns = ["dataset", "setting", "seed", "method", "base", "novel", "hm", "protocol"]
+        rows = [[ctx.cfg.dataset.name, ctx.cfg.setting.name, ctx.seed, r.row, r.metrics.get("base"),
+                 r.metrics.get("novel"), r.metrics.get("hm"), r.protocol] for r in results]
+        logger.log_table(key="results", columns=columns, data=rows)
+
+
+def finish_tracking(ctx) -> None:
+    """Close the job's wandb run (always: several jobs may share a process under multirun)."""
+    logger = ctx._models.get("_logger")
+    if logger:
+        logger.finalize("success")
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except ImportError:
+        pass
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")

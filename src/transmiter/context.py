@@ -100,13 +100,22 @@ class RunContext:
     def make_trainer(self, purpose: str = "eval", **overrides: Any) -> L.Trainer:
         return build_trainer(self.cfg.trainer, purpose=purpose, root_dir=self.output_dir, **overrides)
 
-    def training_logger(self, purpose: str) -> Any:
-        """The job's experiment logger (one per job, shared by its training stages), or False."""
+    @property
+    def logger(self) -> Any:
+        """The job's experiment logger (one per job: one wandb run), or False."""
         from transmiter.instantiate import build_logger
 
         if "_logger" not in self._models:
             self._models["_logger"] = build_logger(self.cfg.get("logger"))
         return self._models["_logger"]
+
+    def training_logger(self, purpose: str) -> Any:
+        """The job's logger with metric keys prefixed by the training stage (e.g. `skip_tuning/...`),
+        so every stage of a study job draws its own curves in the one run."""
+        logger = self.logger
+        if logger and hasattr(logger, "_prefix"):
+            logger._prefix = purpose  # WandbLogger/CSVLogger prefix their metric keys with it
+        return logger
 
     # --- data ---------------------------------------------------------------------------------
     @property

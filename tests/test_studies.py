@@ -1,0 +1,133 @@
+"""Study jobs, sweeps, dry runs, resumption, the DDP guard and wandb offline runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import open_dict
+
+from transmiter.app import guard_multirun_ddp, run
+from transmiter.config import ConfigError
+from transmiter.context import dataset_spec_from_config
+from transmiter.data.fake import write_fake_dataset
+from transmiter.reporting.records import load_records
+
+
+def _fake(cfg, classes=6):
+    write_fake_dataset(dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=classes,
+                       per_class=(4, 2, 3))
+
+
+def _cli(args, root, **env):
+    full = {**os.environ, "TRANSMITER_ROOT": str(root), "TRANSMITER_PROGRESS": "0", **env}
+    return subprocess.run([sys.executable, "-m", "transmiter", *args], capture_output=True, text=True,
+                          env=full, cwd=root, timeout=1200)
+
+
+def test_ddp_guard_refuses_multirun_ddp(compose):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from omegaconf import OmegaConf
+
+    def multirun(overrides):
+        cfg = compose(overrides)
+        OmegaConf.set_readonly(cfg.hydra, False)
+        with open_dict(cfg):
+            cfg.hydra.mode = RunMode.MULTIRUN
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    with pytest.raises(ConfigError, match="ddp_spawn"):
+        guard_multirun_ddp(multirun(["trainer=ddp"]))
+    # the working alternatives pass
+    for overrides in (["trainer=ddp_cpu"], ["trainer=ddp", "trainer.devices=1"],
+                      ["trainer=ddp", "hydra/launcher=slurm"]):
+        guard_multirun_ddp(multirun(overrides))
+    single = compose(["trainer=ddp"])  # a single run under ddp is fine
+    HydraConfig.instance().set_config(single)
+    guard_multirun_ddp(single)
+
+
+def test_study_job_writes_one_record_per_row_and_is_skipped_when_done(compose, tmp_path, capsys):
+    out = tmp_path / "job"
+    cfg = compose(["experiment=smoke_study", f"paths.output_dir={out}"])
+    _fake(cfg)
+    run(cfg)
+    records = load_records([out])
+    rows = {r["row"] for r in records}
+    assert len(records) == 9 and any(r.startswith("TransMiter+") for r in rows)
+    assert {r["protocol"] for r in records} == {"coop-separate", "masked-joint"}
+    assert (out / "job.json").is_file()
+    ledger = json.loads((out / "stages.json").read_text())
+    names = sorted({v["name"] for v in ledger.values()})
+    assert names == ["adapter_fit", "adapter_refine", "adapter_transfer", "ft", "skip_tuning"]
+    # Skip Tuning of the source is trained once: the TransMiter rows reuse the row's training.
+    assert sum(1 for v in ledger.values() if v["name"] == "skip_tuning") == 2  # source and target
+    tm = next(r for r in records if r["row"].startswith("TransMiter "))
+    assert tm["costs"]["adapter_flops_per_image"] > 0 and tm["costs"]["train_time_s"] > 0
+    capsys.readouterr()
+    assert run(cfg) == {}  # done: skipped
+    assert "[skipped]" in capsys.readouterr().out
+    # forced re-run: every stage is reused, nothing is trained again
+    with open_dict(cfg):
+        cfg.skip_done = False
+    (out / "stages.json").unlink()
+    run(cfg)
+    ledger = json.loads((out / "stages.json").read_text())
+    assert all(v["reused"] for v in ledger.values())
+
+
+def test_dry_run_lists_jobs_and_done_stages(tmp_path):
+    proc = _cli(["-m", "experiment=b2n", "dry_run=true"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.lstrip("[ ").startswith(("pending", "partial", "done"))]
+    assert len(lines) == 33  # 11 datasets x 3 seeds
+    assert all("pending" in ln and "data: MISSING" in ln for ln in lines)
+    assert {ln.split("dataset=")[1].split()[0] for ln in lines} >= {"ImageNet", "OxfordPets", "SUN397", "UCF101"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "local"])
+def test_multirun_two_jobs_report_and_reuse(tmp_path, launcher):
+    root = tmp_path
+    assert _cli(["data", "fake", "dataset=smoke", "--classes", "6", "--per-class", "4,2,3"], root).returncode == 0
+    sweep = ["-m", "experiment=smoke_study", "seed=1,2", f"hydra/launcher={launcher}",
+             "hydra.sweep.dir=outputs/sweep", "hydra.sweep.subdir=seed${seed}"]
+    proc = _cli(sweep, root)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    records = load_records([root / "outputs" / "sweep"])
+    assert sorted({r["seed"] for r in records}) == [1, 2] and len(records) == 18
+    rep = _cli(["report", "outputs/sweep", "--out", "outputs/report"], root)
+    assert rep.returncode == 0 and "TransMiter+" in (root / "outputs/report/results.md").read_text()
+    # the same command again: both jobs are done and skipped; no fit runs again
+    again = _cli(sweep, root)
+    assert again.returncode == 0 and again.stdout.count("[skipped]") == 2
+    # forcing the jobs: every stage (fits included) is reused from the content-addressed store
+    forced = _cli([*sweep, "skip_done=false"], root)
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    for seed in (1, 2):
+        ledger = json.loads((root / "outputs" / "sweep" / f"seed{seed}" / "stages.json").read_text())
+        fits = [v for v in ledger.values() if v["name"] == "adapter_fit"]
+        assert fits and all(v["reused"] for v in fits)
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_holds_the_metrics(tmp_path):
+    root = tmp_path
+    assert _cli(["data", "fake", "dataset=smoke", "--classes", "6", "--per-class", "4,2,3"], root).returncode == 0
+    proc = _cli(["experiment=smoke_study", "logger=wandb", "hydra.run.dir=outputs/w"], root, WANDB_MODE="offline")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = list((root / "outputs" / "w" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1  # one run per job
+    blob = runs[0].read_bytes()
+    for key in (b"results/TransMiter+ tiny-random\xe2\x86\x92tiny-random-b/hm", b"results/FT tiny-random/base",
+                b"skip_tuning-train/loss", b"fit-", b"cost/train_time_s"):
+        assert key in blob, key
+    tables = list(Path(runs[0].parent).glob("files/media/table/results_*.table.json"))
+    assert tables and "TransMiter+" in tables[0].read_text()
