@@ -42,6 +42,14 @@ smoke: setup ## Zero-shot base2novel with a random-init tiny ViT on a fake datas
 	$(RUN) transmiter experiment=smoke hydra.run.dir=outputs/smoke/run
 	$(RUN) transmiter report outputs/smoke --out outputs/smoke/report --title "Smoke study"
 
+demo: setup ## The whole study on the synthetic world, no download (cold ~10 min, warm ~2 min on 2 cores)
+	$(RUN) transmiter world build
+	$(RUN) transmiter -m experiment=demo
+	$(RUN) transmiter report outputs/demo --out outputs/demo/report --study demo \
+		--title "Demo study: the synthetic world" --readme experiments/demo/README.md
+
+reproduce-demo: demo ## The synthetic study at full size (same as demo)
+
 report: setup ## Tables and plots from every results record under outputs/
 	$(RUN) transmiter report outputs --out outputs/report
 

@@ -51,9 +51,10 @@ def _weights_status(cfg: DictConfig) -> str:
     from transmiter.instantiate import instantiate
     from transmiter.models.clip import weights_available
 
+    from transmiter.config.validate import uses_pair
+
     nodes = {"model": cfg.get("model")}
-    method_name = str(cfg.method.get("name", ""))
-    if cfg.get("pair") is not None and method_name not in ("zeroshot", "ft", "skip_tuning"):
+    if uses_pair(cfg):
         nodes = {"source": cfg.pair.source, "target": cfg.pair.target}
     parts = []
     for role, node in nodes.items():
@@ -64,8 +65,9 @@ def _weights_status(cfg: DictConfig) -> str:
 
 def describe_job(cfg: DictConfig, output_dir: Path) -> str:
     status, stages = job_status(output_dir)
-    who = cfg.pair.name if cfg.method.get("name") in ("study", "transmiter", "transmiter_plus", "eft") \
-        else cfg.model.get("name", cfg.model.arch)
+    from transmiter.config.validate import uses_pair
+
+    who = cfg.pair.name if uses_pair(cfg) else cfg.model.get("name", cfg.model.arch)
     line = (f"[{status:>7}] {cfg.task_name}: method={cfg.method.name} dataset={cfg.dataset.name} "
             f"setting={cfg.setting.name} seed={cfg.seed} models={who}")
     if stages:

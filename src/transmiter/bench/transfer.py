@@ -33,8 +33,8 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
                   image_size=32, K=256, repeats=2 if opts.quick else 3, eval_batch=128, synthetic_head=False)]
     if not opts.tiny:
         cases.append(dict(label="ViT-B-16", model="vit_b16_random", classes=4,
-                          per_class=(4 if opts.quick else 8, 1, 1), image_size=224, K=1024,
-                          repeats=1 if opts.quick else 2, eval_batch=32, synthetic_head=True))
+                          per_class=(2 if opts.quick else 6, 1, 1), image_size=224, K=1024,
+                          repeats=1, eval_batch=32, synthetic_head=True))
     records = []
     for case in cases:
         name = f"transfer[{case['label']}]"
@@ -132,8 +132,16 @@ def _case(opts: BenchOptions, tmp: Path, *, name: str, label: str, model: str | 
     fig["target feature pass alone (s)"] = t_alone
     fig["feature pass rate (images/s)"] = len(items) / t_alone if t_alone > 0 else math.nan
     fig["whole transfer (s)"] = t_whole
-    for phase, seconds in median_phases(wholes).items():
+    phases = median_phases(wholes)
+    for phase, seconds in phases.items():
         fig[f"  {phase} (s)"] = seconds
+    inner = phases.get("target feature pass", math.nan)
+    fixed = t_whole - inner
+    fig["whole / its own feature-pass phase (drift-free cross-check)"] = t_whole / inner
+    per_image = t_alone / len(items)
+    fig["images for ≤ 1.10 at this rate (fixed part / (0.1 × s per image))"] = math.ceil(fixed / (0.1 * per_image))
+    if image_size >= 224:
+        fig["decode + test transform alone (images/s, 1 process)"] = _decode_rate(items, target.test_transform)
 
     # ---- the closed-form part, step by step (outside the ratio)
     loaded = load_adapter_artifact(fitted)
@@ -157,6 +165,15 @@ def _case(opts: BenchOptions, tmp: Path, *, name: str, label: str, model: str | 
         notes.append("target text head: a synthetic [K, D] head pre-written to the head cache (read, not computed).")
     return BenchRecord(name=name, benchmark="transfer", title=TITLE, ratio=t_whole / t_alone,
                        ratio_label="whole transfer / target feature pass", goal=GOAL, figures=fig, notes=notes)
+
+
+def _decode_rate(items, transform) -> float:
+    """Images/s of JPEG decoding + the test transform alone (what `num_workers=0` serialises with the model)."""
+    from transmiter.data.dataset import ImageListDataset
+
+    dataset = ImageListDataset(list(items), transform)
+    seconds, _ = _seconds(lambda: [dataset[i] for i in range(len(dataset))])
+    return len(dataset) / seconds if seconds > 0 else math.nan
 
 
 def _seconds(fn):

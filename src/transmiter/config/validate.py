@@ -75,8 +75,8 @@ def _validate_model(cfg: DictConfig) -> None:
     from transmiter.models.clip import ModelError
 
     nodes = {"model": cfg.get("model")}
-    if cfg.get("pair") is not None:
-        nodes.update({"pair.source": cfg.pair.get("source"), "pair.target": cfg.pair.get("target")})
+    if uses_pair(cfg):
+        nodes = {"pair.source": cfg.pair.get("source"), "pair.target": cfg.pair.get("target")}
     for key, node in nodes.items():
         if node is None:
             continue
@@ -103,6 +103,12 @@ def _require_offline_weights(key: str, spec) -> None:
             f"on a connected machine (e.g. python -c \"import open_clip; open_clip.create_model('{spec.arch}', "
             f"pretrained='{spec.pretrained}')\"), or point {key}.pretrained at a local checkpoint file."
         )
+
+
+def uses_pair(cfg: DictConfig) -> bool:
+    """Transfer methods (and study jobs) read `pair`; single-model methods read `model`."""
+    method = cfg.get("method") or {}
+    return cfg.get("pair") is not None and ("source_finetune" in method or "methods" in method)
 
 
 def _validate_dataset(cfg: DictConfig) -> None:

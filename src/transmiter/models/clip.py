@@ -75,6 +75,11 @@ class ModelSpec:
             return
         if self.pretrained_is_path:
             path = Path(str(self.pretrained)).expanduser()
+            if not path.is_file() and "/world/" in str(path):
+                raise ModelError(
+                    f"model.pretrained={str(path)!r}: the synthetic world's checkpoint is not built yet; run "
+                    "`transmiter world build` (or `make demo`, which does it) with the same paths.cache_dir"
+                )
             if not path.is_file():
                 raise ModelError(
                     f"model.pretrained={str(self.pretrained)!r}: checkpoint file not found. Give an existing "
