@@ -115,7 +115,7 @@ def test_invalid_values_fail_before_heavy_work(compose, override, key):
 
 
 def test_missing_dataset_folder_names_path_and_fix(compose, tmp_path):
-    cfg = compose(["dataset=oxford_pets", f"paths.data_dir={tmp_path}"])
+    cfg = compose(["dataset=oxford_pets", "model=tiny_random", f"paths.data_dir={tmp_path}"])
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     assert str(tmp_path / "oxford_pets") in str(err.value)
@@ -124,7 +124,7 @@ def test_missing_dataset_folder_names_path_and_fix(compose, tmp_path):
 
 def test_missing_split_file_names_it(compose, tmp_path):
     (tmp_path / "oxford_pets").mkdir()
-    cfg = compose(["dataset=oxford_pets", f"paths.data_dir={tmp_path}"])
+    cfg = compose(["dataset=oxford_pets", "model=tiny_random", f"paths.data_dir={tmp_path}"])
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     assert "split_zhou_OxfordPets.json" in str(err.value)
