@@ -83,6 +83,7 @@ def test_study_job_writes_one_record_per_row_and_is_skipped_when_done(compose, t
     assert all(v["reused"] for v in ledger.values())
 
 
+@pytest.mark.slow
 def test_dry_run_lists_jobs_and_done_stages(tmp_path):
     proc = _cli(["-m", "experiment=b2n", "dry_run=true"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

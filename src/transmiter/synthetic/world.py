@@ -133,6 +133,7 @@ class SceneDistribution:
     bg_colour_weights: tuple[float, ...] | None = None
     count_weights: tuple[float, ...] | None = None
     exclude_pairs: tuple[tuple[str, str], ...] = ()
+    spread: float = 0.3
     rotation_deg: float = 12.0
     colour_jitter: float = 14.0
     noise_std: tuple[float, float] = (0.0, 0.0)
@@ -190,6 +191,8 @@ class SceneDistribution:
                 raise ValueError(f"SceneDistribution.{name} must be (low, high) with low <= high, got {(lo, hi)}")
         if self.noise_std[0] < 0 or self.blur_sigma[0] < 0 or self.colour_cast < 0 or self.contrast[0] <= 0:
             raise ValueError("SceneDistribution: noise_std, blur_sigma, colour_cast must be >= 0 and contrast > 0")
+        if not 0.0 <= self.spread <= 1.0:
+            raise ValueError(f"SceneDistribution.spread must be in [0, 1], got {self.spread}")
         if self.blur_sigma[1] > 3.0:
             raise ValueError("SceneDistribution.blur_sigma above 3 px is not supported (kernel radius 6)")
 
@@ -416,7 +419,7 @@ def sample_scenes(
     radius = lo + (hi - lo) * rng.random(n)
     rotation = np.deg2rad(dist.rotation_deg) * rng.uniform(-1.0, 1.0, n)
 
-    cx, cy = _place_objects(rng, count, radius)
+    cx, cy = _place_objects(rng, count, radius, dist.spread)
     position = np.full(n, -1, dtype=np.int64)
     single = count == 1
     col = np.clip((cx[:, 0] * 3 // IMAGE_SIZE), 0, 2)
@@ -480,42 +483,61 @@ def sample_scenes(
     )
 
 
-def _place_objects(rng: np.random.Generator, count: np.ndarray, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Object centres (n, 3) inside the image, non-overlapping (gap >= 1 px); NaN for unused slots."""
+def _layout_offsets(rng: np.random.Generator, count: np.ndarray, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Object offsets (n, 3) from the group centre: one object at 0; two side by side along one of four
+    directions; three in a triangle (four orientations) or a line. Gaps between objects: 1-3.5 px."""
+    n = count.shape[0]
+    dx = np.full((n, 3), np.nan)
+    dy = np.full((n, 3), np.nan)
+    dx[:, 0] = dy[:, 0] = 0.0
+    gap = 2 * radius + 1.0 + 2.5 * rng.random(n)  # centre distance between neighbours
+    two = count == 2
+    theta = np.deg2rad(45.0) * rng.integers(0, 4, n) + np.deg2rad(8.0) * rng.uniform(-1, 1, n)
+    half = gap / 2
+    dx[two, 0], dy[two, 0] = (-half * np.cos(theta))[two], (-half * np.sin(theta))[two]
+    dx[two, 1], dy[two, 1] = (half * np.cos(theta))[two], (half * np.sin(theta))[two]
+    three = count == 3
+    line = rng.random(n) < 0.35
+    tri_r = gap / np.sqrt(3.0)
+    phase = np.deg2rad(90.0) * rng.integers(0, 4, n) + np.deg2rad(8.0) * rng.uniform(-1, 1, n)
+    for k in range(3):
+        a = phase + np.deg2rad(90.0 + 120.0 * k)
+        tx, ty = tri_r * np.cos(a), -tri_r * np.sin(a)
+        lx, ly = (k - 1) * gap * np.cos(theta), (k - 1) * gap * np.sin(theta)
+        dx[three, k] = np.where(line, lx, tx)[three]
+        dy[three, k] = np.where(line, ly, ty)[three]
+    return dx, dy
+
+
+def _place_objects(
+    rng: np.random.Generator, count: np.ndarray, radius: np.ndarray, spread: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Object centres (n, 3) inside the image, non-overlapping; NaN for unused slots.
+
+    The group (1-3 objects in a canonical layout) is centred at the image centre plus an offset drawn
+    uniformly within ``spread`` times the room the layout leaves on each side.
+    """
     n = count.shape[0]
     margin = radius + 0.5
-    span = IMAGE_SIZE - 2 * margin
-    cx = np.full((n, 3), np.nan)
-    cy = np.full((n, 3), np.nan)
-    todo = np.arange(n)
-    for _ in range(50):
-        if todo.size == 0:
+    dx, dy = _layout_offsets(rng, count, radius)
+    for _ in range(20):  # layouts that do not fit (long lines) are redrawn
+        lo_x, hi_x = np.nanmin(dx, axis=1), np.nanmax(dx, axis=1)
+        lo_y, hi_y = np.nanmin(dy, axis=1), np.nanmax(dy, axis=1)
+        room_x = np.minimum(IMAGE_SIZE / 2 - margin + lo_x, IMAGE_SIZE / 2 - margin - hi_x)
+        room_y = np.minimum(IMAGE_SIZE / 2 - margin + lo_y, IMAGE_SIZE / 2 - margin - hi_y)
+        bad = (room_x < 0) | (room_y < 0)
+        if not bad.any():
             break
-        k = todo.size
-        x = margin[todo, None] + span[todo, None] * rng.random((k, 3))
-        y = margin[todo, None] + span[todo, None] * rng.random((k, 3))
-        used = np.arange(3)[None, :] < count[todo, None]
-        ok = np.ones(k, dtype=bool)
-        min_d = 2 * radius[todo] + 1.0
-        for a in range(3):
-            for b in range(a + 1, 3):
-                both = used[:, a] & used[:, b]
-                d = np.hypot(x[:, a] - x[:, b], y[:, a] - y[:, b])
-                ok &= ~both | (d >= min_d)
-        good = todo[ok]
-        cx[good] = np.where(used[ok], x[ok], np.nan)
-        cy[good] = np.where(used[ok], y[ok], np.nan)
-        todo = todo[~ok]
-    if todo.size:
-        # rare crowded cases (two medium objects): put the objects in distinct random corners, which are
-        # always far enough apart for the sizes allowed with each count
-        corners = np.stack([margin[todo], margin[todo] + span[todo]], axis=1)  # (k, 2) low/high coordinate
-        order = np.argsort(rng.random((todo.size, 4)), axis=1)
-        ix, iy = order % 2, order // 2
-        used = np.arange(3)[None, :] < count[todo, None]
-        rows = np.arange(todo.size)[:, None]
-        cx[todo] = np.where(used, corners[rows, ix[:, :3]], np.nan)
-        cy[todo] = np.where(used, corners[rows, iy[:, :3]], np.nan)
+        ndx, ndy = _layout_offsets(rng, count, radius)
+        dx[bad], dy[bad] = ndx[bad], ndy[bad]
+    else:
+        raise RuntimeError("could not lay out objects inside the image")
+    # centre the layout's bounding box, then shift it within the allowed room
+    mid_x, mid_y = (lo_x + hi_x) / 2, (lo_y + hi_y) / 2
+    shift_x = spread * room_x * rng.uniform(-1, 1, n)
+    shift_y = spread * room_y * rng.uniform(-1, 1, n)
+    cx = IMAGE_SIZE / 2 - mid_x[:, None] + dx + shift_x[:, None]
+    cy = IMAGE_SIZE / 2 - mid_y[:, None] + dy + shift_y[:, None]
     return cx, cy
 
 
