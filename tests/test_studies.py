@@ -106,6 +106,8 @@ def test_multirun_two_jobs_report_and_reuse(tmp_path, launcher):
     assert sorted({r["seed"] for r in records}) == [1, 2] and len(records) == 18
     rep = _cli(["report", "outputs/sweep", "--out", "outputs/report"], root)
     assert rep.returncode == 0 and "TransMiter+" in (root / "outputs/report/results.md").read_text()
+    plan = _cli([*sweep, "dry_run=true"], root)
+    assert plan.stdout.count("[   done]") == 2, plan.stdout[-2000:]
     # the same command again: both jobs are done and skipped; no fit runs again
     again = _cli(sweep, root)
     assert again.returncode == 0 and again.stdout.count("[skipped]") == 2
@@ -132,3 +134,16 @@ def test_wandb_offline_run_holds_the_metrics(tmp_path):
         assert key in blob, key
     tables = list(Path(runs[0].parent).glob("files/media/table/results_*.table.json"))
     assert tables and "TransMiter+" in tables[0].read_text()
+
+
+def test_dry_run_line_names_finished_stages_of_a_partial_job(compose, tmp_path):
+    from transmiter.planning import describe_job
+
+    cfg = compose(["experiment=smoke_study", f"paths.output_dir={tmp_path}"])
+    (tmp_path / "stages.json").write_text(json.dumps({
+        "skip_tuning/abc": {"name": "skip_tuning", "key": "abc", "path": "x", "seconds": 1.0, "reused": False},
+        "adapter_fit/def": {"name": "adapter_fit", "key": "def", "path": "y", "seconds": 1.0, "reused": False},
+    }))
+    line = describe_job(cfg, tmp_path)
+    assert line.startswith("[partial]") and "stages done: adapter_fit, skip_tuning" in line
+    assert "data: MISSING" in line and "weights: source ok" in line

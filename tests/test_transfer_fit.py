@@ -222,3 +222,24 @@ def test_fitting_under_ddp_spawn_two_cpu_processes():
     kl1, _ = _kl_agree(module.fitted_adapter(), x_te, t_te)
     assert kl1 < 0.4 * kl0, (kl0, kl1)
     assert "train/kl" in trainer.callback_metrics
+
+
+def test_non_finite_logits_stop_fitting_and_name_the_checkpoint(tmp_path):
+    """A NaN in the cached logits stops the fit with a clear error instead of training on garbage."""
+    import lightning as L
+    import pytest
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from transmiter.methods.adapter_fit import AdapterFitModule
+    from transmiter.methods.finetune import NonFiniteLossError
+    from transmiter.transfer.logit_data import LogitPairDataModule
+
+    torch.manual_seed(0)
+    x, t = torch.randn(64, 32), torch.randn(64, 8)
+    x[40:] = float("nan")
+    dm = LogitPairDataModule(train=(x, t), batch_size=32, seed=0)
+    module = AdapterFitModule(K=32, seed=0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_epochs=1)
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[ckpt])
+    with pytest.raises(NonFiniteLossError, match="non-finite"):
+        trainer.fit(module, datamodule=dm)

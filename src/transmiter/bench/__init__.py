@@ -16,6 +16,7 @@ Benchmarks (module, record names):
  6. demo       warm ÷ cold `make demo` (only with --only demo)   demo
  7. scaling    growth exponents of fitting / transfer / SVD in N scaling[fit|transfer|statistics|svd]
  8. gpu        bf16 feature-pass MFU, fitting at 1.28M rows      gpu_feature_pass[...], gpu_fit[...]
+ 9. threads    OpenMP wait policy PASSIVE vs default, CPU steps  threads[omp wait policy]
 
 These are measurements, not tests: nothing asserts a timing, and the suite exits 0 when a goal is missed.
 """

@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     opts = BenchOptions(quick=args.quick, tiny=args.tiny, demo_cmd=args.demo_cmd,
                         demo_timeout_s=args.demo_timeout, seed=args.seed,
-                        workdir=Path(args.workdir) if args.workdir else None)
+                        workdir=Path(args.workdir) if args.workdir else None,
+                        explicit=frozenset(resolve(args.only)) if args.only else frozenset())
     start_machine = machine_info()
     records = run_suite(args.only, opts, progress=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     machine = dict(start_machine)

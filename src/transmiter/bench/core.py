@@ -106,6 +106,7 @@ class BenchOptions:
     demo_timeout_s: float = 3600.0
     seed: int = 0
     workdir: Path | None = None  # parent of the temporary folders (default: the system temp dir)
+    explicit: frozenset[str] = frozenset()  # benchmarks named with --only: their heavy cases run on CPU too
 
     def tempdir(self, prefix: str) -> tempfile.TemporaryDirectory:
         if self.workdir is not None:

@@ -141,7 +141,7 @@ def _run(opts: BenchOptions, name: str) -> BenchRecord:
     if device == "cuda":
         rows = 4096 if opts.quick else 20480
     else:  # the orthogonal map makes a CPU step ~1-2 s at K = 1024: keep the run short
-        rows = 256 if opts.quick else 640
+        rows = 256 if opts.quick else 384
     K = 1024
     inputs, teacher = synthetic_logits(rows, K, seed=opts.seed)
     order = ["plain", "lightning"] if opts.quick else ["plain", "lightning", "lightning", "plain"]

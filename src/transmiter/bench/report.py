@@ -122,7 +122,7 @@ def markdown(records: Sequence[BenchRecord], machine: dict[str, Any], command: s
         command,
         "```",
         "",
-        "Options: `--only NAME ...` (transfer, flops, skip, framework, cache, demo, scaling, gpu), `--quick` "
+        "Options: `--only NAME ...` (transfer, flops, skip, framework, cache, demo, scaling, gpu, threads), `--quick` "
         "(smaller sizes), `--tiny` (tiny architectures only), `--demo-cmd CMD`, `--json PATH`.",
         "",
         "## Machine",

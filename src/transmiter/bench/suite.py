@@ -46,9 +46,10 @@ BENCHMARKS: dict[str, Benchmark] = {
                   skipped=_lazy("demo", "skipped_by_default")),
         Benchmark("scaling", 7, "Scaling", _lazy("scaling")),
         Benchmark("gpu", 8, "GPU", _lazy("gpu")),
+        Benchmark("threads", 9, "CPU thread contention", _lazy("threads")),
     )
 }
-ALIASES = {"inference": "flops", "e2e": "demo", "end-to-end": "demo", "ft": "skip"}
+ALIASES = {"inference": "flops", "e2e": "demo", "end-to-end": "demo", "ft": "skip", "omp": "threads"}
 
 
 def resolve(names: Sequence[str] | None) -> list[str]:
@@ -77,7 +78,7 @@ def run_suite(names: Sequence[str] | None, opts: BenchOptions,
                 records.append(bench.skipped(opts))
             continue
         if progress is not None:
-            progress(f"[{bench.number}/8] {bench.title} ...")
+            progress(f"[{bench.number}/{len(BENCHMARKS)}] {bench.title} ...")
         before, start = load_average(), time.perf_counter()
         try:
             produced = bench.run(opts)

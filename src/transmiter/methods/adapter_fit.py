@@ -39,7 +39,7 @@ from torch import Tensor
 
 from transmiter.transfer.adapter import LogitAdapter
 from transmiter.transfer.logit_data import LogitPairDataModule, LogitPairDataset
-from transmiter.transfer.training import LogitNoise, WarmupCosine, distillation_kl
+from transmiter.transfer.training import LogitNoise, WarmupCosine, distillation_kl, stop_on_non_finite
 
 __all__ = ["DEFAULT_EPOCHS", "AdapterFitModule", "LogitPairDataModule", "LogitPairDataset"]
 
@@ -111,7 +111,9 @@ class AdapterFitModule(L.LightningModule):
         self.noise.set_rank(self.global_rank)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train", augment=True)
+        loss = self._step(batch, "train", augment=True)
+        stop_on_non_finite(self, loss, batch_idx)
+        return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "val", augment=False)

@@ -472,5 +472,11 @@ def _fit_resumable(ctx, module, datamodule, epochs: int, stage_dir: Path, purpos
     trainer = ctx.make_trainer("train", max_epochs=epochs, callbacks=[checkpoint], enable_checkpointing=True,
                                default_root_dir=str(stage_dir), logger=ctx.training_logger(purpose))
     with ctx.timed(f"{purpose}_train_s"):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None,
-                    weights_only=True)  # never unpickle arbitrary objects
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None,
+                        weights_only=True)  # never unpickle arbitrary objects
+        except FloatingPointError as err:
+            raise FloatingPointError(
+                f"{err} The last good checkpoint is {last if last.is_file() else '(none yet)'}; a re-run of the "
+                "same command resumes from it."
+            ) from err

@@ -109,8 +109,14 @@ class FineTune:
             num_sanity_val_steps=0,
         )
         start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None,
-                    weights_only=True)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None,
+                        weights_only=True)
+        except FloatingPointError as err:  # NonFiniteLossError: keep the last good checkpoint
+            raise FloatingPointError(
+                f"{err} The last good checkpoint is {last if last.is_file() else '(none yet: first epoch)'}; "
+                f"a re-run of the same command resumes from it."
+            ) from err
         seconds = time.perf_counter() - start
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         path = stage_dir / "model.safetensors"

@@ -32,8 +32,12 @@ class ZeroShot:
             splits = ctx.splits(subsample=str(group))
             split_ids[str(group)] = split_identity(splits)
             accuracies[str(group)] = evaluate_clip(ctx, bundle, splits, templates, subset=str(group))
+        from transmiter.models.costs import image_encoder_flops
+
         return MethodResult(
             metrics=summarize_groups(accuracies),
+            costs={"inference_flops_per_image": image_encoder_flops(bundle), "trainable_params": 0,
+                   "train_time_s": 0.0},
             row=f"Zero-shot {bundle.spec.label}",
             models={"model": bundle.identity},
             splits=split_ids,

@@ -74,6 +74,9 @@ class PretrainConfig:
     eps: float = 1e-6
     grad_clip: float = 1.0
     seed: int = 0
+    #: hard-negative batches: each batch draws its objects from this many colours only (0 = all colours);
+    #: colour then separates few pairs within a batch and the loss must use shape, texture, count, ...
+    colours_per_batch: int = 0
     distribution: SceneDistribution = field(default_factory=lambda: PRETRAIN_DISTRIBUTION)
 
     def __post_init__(self) -> None:
@@ -136,10 +139,12 @@ class SceneCaptionStream(IterableDataset):
         tokenizer: Any,
         mean: tuple[float, ...],
         std: tuple[float, ...],
+        colours_per_batch: int = 0,
     ) -> None:
         super().__init__()
         self.dist, self.steps, self.batch_size = dist, steps, batch_size
         self.seed, self.rank, self.tokenizer = seed, rank, tokenizer
+        self.colours_per_batch = colours_per_batch
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
 
@@ -147,7 +152,14 @@ class SceneCaptionStream(IterableDataset):
         return self.steps
 
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        b = draw_batch(self.dist, self.batch_size, np.random.default_rng([self.seed, self.rank, i]))
+        rng = np.random.default_rng([self.seed, self.rank, i])
+        dist = self.dist
+        k = self.colours_per_batch
+        if 0 < k < len(dist.colours):
+            pick = np.sort(rng.choice(len(dist.colours), size=k, replace=False))
+            weights = None if dist.colour_weights is None else tuple(dist.colour_weights[j] for j in pick)
+            dist = dist.replace(colours=tuple(dist.colours[j] for j in pick), colour_weights=weights)
+        b = draw_batch(dist, self.batch_size, rng)
         images = to_model_input(b.images, self.mean, self.std)
         tokens = self.tokenizer(b.captions)
         return images, tokens
@@ -220,6 +232,7 @@ class SyntheticClipPretrainer(L.LightningModule):
             self.tokenizer,
             self.mean,
             self.std,
+            self.cfg.colours_per_batch,
         )
         return DataLoader(stream, batch_size=None, num_workers=0)
 

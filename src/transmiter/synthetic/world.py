@@ -133,7 +133,7 @@ class SceneDistribution:
     bg_colour_weights: tuple[float, ...] | None = None
     count_weights: tuple[float, ...] | None = None
     exclude_pairs: tuple[tuple[str, str], ...] = ()
-    spread: float = 0.3
+    spread: float = 0.15
     rotation_deg: float = 12.0
     colour_jitter: float = 14.0
     noise_std: tuple[float, float] = (0.0, 0.0)
@@ -225,8 +225,9 @@ class SceneDistribution:
 PRETRAIN_DISTRIBUTION = SceneDistribution(
     bg_patterns=("plain", "striped", "dotted", "checkered"),
     bg_colours=("black", "gray", "navy", "maroon", "beige", "silver"),
-    texture_weights=(0.4, 0.2, 0.2, 0.2),
-    count_weights=(0.6, 0.25, 0.15),
+    bg_pattern_weights=(0.4, 0.2, 0.2, 0.2),
+    texture_weights=(0.55, 0.15, 0.15, 0.15),
+    count_weights=(0.8, 0.13, 0.07),
     noise_std=(0.0, 3.0),
 )
 
