@@ -86,3 +86,8 @@ endif
 
 wandb-sync: setup ## Upload offline wandb runs (found under outputs/) to wandb.ai
 	@find outputs -type d -name 'offline-run-*' -print0 | xargs -0 -r -n 20 $(RUN) wandb sync
+
+BENCH_ARGS ?=
+.PHONY: bench
+bench: setup ## Benchmark suite (ratios side by side, ~5 min on 2 CPU cores) -> experiments/bench/README.md; BENCH_ARGS="--quick" or "--only NAME ..."
+	$(RUN) python -m transmiter.bench --write experiments/bench/README.md $(BENCH_ARGS)

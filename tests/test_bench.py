@@ -21,8 +21,13 @@ CHEAP = ["transfer", "flops", "cache", "scaling"]  # benchmarks 1, 2, 5, 7
 
 def test_quick_suite_of_the_cheap_benchmarks(tmp_path):
     md, js = tmp_path / "bench.md", tmp_path / "bench.json"
-    code = main(["--quick", "--tiny", "--only", *CHEAP, "--write", str(md), "--json", str(js),
-                 "--workdir", str(tmp_path / "work")])
+    argv = ["--quick", "--tiny", "--only", *CHEAP, "--write", str(md), "--json", str(js)]
+    argv += ["--workdir", str(tmp_path / "work")]
+    threads = torch.get_num_threads()
+    try:  # one thread: no OpenMP contention tails when the test machine is shared (nothing is timed-asserted)
+        code = main([*argv, "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
     assert code == 0  # whatever the verdicts
     payload = json.loads(js.read_text())
     records = payload["records"]
@@ -56,7 +61,7 @@ def test_flops_of_the_real_architectures_on_the_meta_device():
 def test_demo_benchmark_runs_a_command_cold_then_warm(tmp_path):
     from transmiter.bench import demo
 
-    (rec,) = demo.run(BenchOptions(demo_cmd="test -n \"$TRANSMITER_CACHE\"", workdir=tmp_path))
+    (rec,) = demo.run(BenchOptions(demo_cmd='test -n "$TRANSMITER_CACHE"', workdir=tmp_path))
     assert rec.status == "n/a" and math.isfinite(rec.ratio)
     assert set(rec.figures) >= {"cold (s)", "warm (s)"}
     (bad,) = demo.run(BenchOptions(demo_cmd="exit 3", workdir=tmp_path))
@@ -79,10 +84,20 @@ def test_selection_and_defaults():
 
 
 def test_records_goals_and_rendering():
-    rec = BenchRecord(name="x[a|b]", benchmark="x", title="X", ratio=1.2, ratio_label="a / b", goal=Goal("<=", 1.1),
-                      figures={"n": 3, "  part (s)": 0.5, "flops": 35_126_906_880, "ok": True})
+    rec = BenchRecord(
+        name="x[a|b]",
+        benchmark="x",
+        title="X",
+        ratio=1.2,
+        ratio_label="a / b",
+        goal=Goal("<=", 1.1),
+        figures={"n": 3, "  part (s)": 0.5, "flops": 35_126_906_880, "ok": True},
+    )
     assert rec.status == "fail" and Goal(">=", 0.9).met(0.95) and Goal("abs<=", 0.25).met(-0.1)
-    assert BenchRecord(name="y", benchmark="y", title="Y", ratio=float("nan"), goal=Goal("<=", 1)).status == "n/a"
+    assert (
+        BenchRecord(name="y", benchmark="y", title="Y", ratio=float("nan"), goal=Goal("<=", 1)).status
+        == "n/a"
+    )
     assert fmt(35_126_906_880) == "35.13 G" and fmt(True) == "yes" and fmt(float("inf")) == "n/a"
     text = markdown([rec], {"cpu count": 2}, "python -m transmiter.bench")
     assert "x[a\\|b]" in text and "↳ part (s)" in text and "**fail**" in text

@@ -23,8 +23,15 @@ TEMPLATES = ["a photo of a {}."]
 def run(opts: BenchOptions) -> list[BenchRecord]:
     cases = [dict(label="tiny", model=None, classes=10, per_test=10 if opts.quick else 30, image_size=32)]
     if not opts.tiny:
-        cases.append(dict(label="ViT-B-16", model="vit_b16_random", classes=4, per_test=4 if opts.quick else 8,
-                          image_size=224))
+        cases.append(
+            dict(
+                label="ViT-B-16",
+                model="vit_b16_random",
+                classes=4,
+                per_test=4 if opts.quick else 8,
+                image_size=224,
+            )
+        )
     records = []
     for case in cases:
         name = f"cache[{case['label']}]"
@@ -36,20 +43,26 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
     return records
 
 
-def _case(tmp: Path, name: str, label: str, model: str | None, classes: int, per_test: int,
-          image_size: int) -> BenchRecord:
+def _case(
+    tmp: Path, name: str, label: str, model: str | None, classes: int, per_test: int, image_size: int
+) -> BenchRecord:
     from transmiter.bench.core import quiet
     from transmiter.evaluation.clip_eval import evaluate_clip
 
-    ctx = fake_run(tmp, model=model, classes=classes, per_class=(1, 1, per_test), image_size=image_size,
-                   eval_batch=64)
+    ctx = fake_run(
+        tmp, model=model, classes=classes, per_class=(1, 1, per_test), image_size=image_size, eval_batch=64
+    )
     bundle = load_model(ctx, ctx.cfg.model)
     splits = ctx.splits("all")
     calls = {"image": 0, "text": 0}
     text_tower = getattr(bundle.model, "transformer", None) or getattr(bundle.model, "text", None)
-    hooks = [bundle.model.visual.register_forward_hook(lambda *a: calls.__setitem__("image", calls["image"] + 1))]
+    hooks = [
+        bundle.model.visual.register_forward_hook(lambda *a: calls.__setitem__("image", calls["image"] + 1))
+    ]
     if text_tower is not None:
-        hooks.append(text_tower.register_forward_hook(lambda *a: calls.__setitem__("text", calls["text"] + 1)))
+        hooks.append(
+            text_tower.register_forward_hook(lambda *a: calls.__setitem__("text", calls["text"] + 1))
+        )
     runs = []
     try:
         for _ in range(2):
@@ -58,10 +71,13 @@ def _case(tmp: Path, name: str, label: str, model: str | None, classes: int, per
             with quiet():
                 acc = evaluate_clip(ctx, bundle, splits, TEMPLATES)
             seconds = time.perf_counter() - start
-            phases = {k: ctx.timings.get(k, 0.0) - before_t.get(k, 0.0)
-                      for k in ("feature_pass_s", "text_head_s", "scoring_s")}
-            runs.append({"s": seconds, "acc": acc, "calls": {k: calls[k] - before_calls[k] for k in calls},
-                         **phases})
+            phases = {
+                k: ctx.timings.get(k, 0.0) - before_t.get(k, 0.0)
+                for k in ("feature_pass_s", "text_head_s", "scoring_s")
+            }
+            runs.append(
+                {"s": seconds, "acc": acc, "calls": {k: calls[k] - before_calls[k] for k in calls}, **phases}
+            )
     finally:
         for h in hooks:
             h.remove()
@@ -76,18 +92,30 @@ def _case(tmp: Path, name: str, label: str, model: str | None, classes: int, per
         "image / text tower calls, second run": f"{second['calls']['image']} / {second['calls']['text']}",
         "same accuracy": first["acc"] == second["acc"],
     }
-    notes = [f"{label}: {len(splits.test)} fake {image_size}-px test images, {classes} classes, one template, "
-             "CPU trainer; caches empty before the first evaluation."]
+    notes = [
+        f"{label}: {len(splits.test)} fake {image_size}-px test images, {classes} classes, one template, "
+        "CPU trainer; caches empty before the first evaluation."
+    ]
     forced = None
     if second["calls"]["image"] or second["calls"]["text"] or first["acc"] != second["acc"]:
         forced = "fail"
         notes.append("the second evaluation ran an encoder again or changed the accuracy.")
     if label == "tiny":
-        notes.append("a tiny encoder costs less than the scoring Trainer, so this row mostly measures "
-                     "the fixed cost of a cached evaluation, not the saving.")
-    return BenchRecord(name=name, benchmark="cache", title=TITLE, ratio=second["s"] / first["s"],
-                       ratio_label="second / first evaluation", goal=GOAL, figures=fig, notes=notes,
-                       forced_status=forced)
+        notes.append(
+            "a tiny encoder costs less than the scoring Trainer, so this row mostly measures "
+            "the fixed cost of a cached evaluation, not the saving."
+        )
+    return BenchRecord(
+        name=name,
+        benchmark="cache",
+        title=TITLE,
+        ratio=second["s"] / first["s"],
+        ratio_label="second / first evaluation",
+        goal=GOAL,
+        figures=fig,
+        notes=notes,
+        forced_status=forced,
+    )
 
 
 def _triple(run: dict) -> str:

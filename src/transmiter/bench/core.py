@@ -92,8 +92,13 @@ def skipped(name: str, benchmark: str, title: str, why: str) -> BenchRecord:
 
 
 def failed(name: str, benchmark: str, title: str, err: BaseException) -> BenchRecord:
-    return BenchRecord(name=name, benchmark=benchmark, title=title,
-                       notes=[f"error: {type(err).__name__}: {err}"], forced_status="error")
+    return BenchRecord(
+        name=name,
+        benchmark=benchmark,
+        title=title,
+        notes=[f"error: {type(err).__name__}: {err}"],
+        forced_status="error",
+    )
 
 
 @dataclass
@@ -111,8 +116,9 @@ class BenchOptions:
     def tempdir(self, prefix: str) -> tempfile.TemporaryDirectory:
         if self.workdir is not None:
             Path(self.workdir).mkdir(parents=True, exist_ok=True)
-        return tempfile.TemporaryDirectory(prefix=f"transmiter-bench-{prefix}-",
-                                           dir=None if self.workdir is None else str(self.workdir))
+        return tempfile.TemporaryDirectory(
+            prefix=f"transmiter-bench-{prefix}-", dir=None if self.workdir is None else str(self.workdir)
+        )
 
 
 # ---------------------------------------------------------------------------------------------------

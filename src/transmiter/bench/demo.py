@@ -19,8 +19,13 @@ TITLE = "End to end (demo)"
 
 
 def skipped_by_default(opts: BenchOptions) -> BenchRecord:
-    return skipped("demo", "demo", TITLE, f"skipped by default (runs `{opts.demo_cmd}` twice); "
-                   "run it with `python -m transmiter.bench --only demo [--demo-cmd CMD]`")
+    return skipped(
+        "demo",
+        "demo",
+        TITLE,
+        f"skipped by default (runs `{opts.demo_cmd}` twice); "
+        "run it with `python -m transmiter.bench --only demo [--demo-cmd CMD]`",
+    )
 
 
 def run(opts: BenchOptions) -> list[BenchRecord]:
@@ -36,8 +41,15 @@ def _run(opts: BenchOptions, cache: Path) -> BenchRecord:
     results = []
     for label in ("cold", "warm"):
         start = time.perf_counter()
-        proc = subprocess.run(opts.demo_cmd, shell=True, env=env, capture_output=True, text=True,
-                              timeout=opts.demo_timeout_s, check=False)
+        proc = subprocess.run(
+            opts.demo_cmd,
+            shell=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=opts.demo_timeout_s,
+            check=False,
+        )
         results.append((label, time.perf_counter() - start, proc))
         if proc.returncode != 0:
             break
@@ -49,9 +61,17 @@ def _run(opts: BenchOptions, cache: Path) -> BenchRecord:
         label, proc = bad[0]
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
         notes.append(f"the {label} run failed (exit {proc.returncode}): {' | '.join(tail)}")
-        return BenchRecord(name="demo", benchmark="demo", title=TITLE, figures=fig, notes=notes,
-                           forced_status="error")
+        return BenchRecord(
+            name="demo", benchmark="demo", title=TITLE, figures=fig, notes=notes, forced_status="error"
+        )
     cold, warm = results[0][1], results[1][1]
     notes.append("no goal is set for this ratio; it shows what the caches save on a whole study.")
-    return BenchRecord(name="demo", benchmark="demo", title=TITLE, ratio=warm / cold,
-                       ratio_label="warm / cold wall time", figures=fig, notes=notes)
+    return BenchRecord(
+        name="demo",
+        benchmark="demo",
+        title=TITLE,
+        ratio=warm / cold,
+        ratio_label="warm / cold wall time",
+        figures=fig,
+        notes=notes,
+    )

@@ -1,8 +1,8 @@
 """Runs composed exactly as the app composes them, on fake CoOp-format data in a temporary folder.
 
-    ctx = fake_run(tmp, model="vit_b16_random", classes=4, per_class=(8, 1, 1), image_size=224)
-    bundle = ctx.load_model(ctx.cfg.model)
-    splits = ctx.splits("all")                # every training image (shots = -1)
+ctx = fake_run(tmp, model="vit_b16_random", classes=4, per_class=(8, 1, 1), image_size=224)
+bundle = ctx.load_model(ctx.cfg.model)
+splits = ctx.splits("all")                # every training image (shots = -1)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def fake_run(
     per_class: Sequence[int] = (4, 1, 4),
     image_size: int = 32,
     eval_batch: int = 128,
+    trainer: str = "cpu",
     extra: Sequence[str] = (),
 ):
     """A RunContext over a fake dataset written under `tmp` (data, cache and outputs all inside it)."""
@@ -32,16 +33,24 @@ def fake_run(
     from transmiter.data.fake import write_fake_dataset
 
     overrides = [
-        "experiment=smoke", "setting=base2base", "setting.shots=-1", "trainer=cpu", "logger=none",
-        f"paths.data_dir={tmp}/data", f"paths.cache_dir={tmp}/cache", f"paths.output_dir={tmp}/out",
-        f"eval.batch_size={eval_batch}", *extra,
+        "experiment=smoke",
+        "setting=base2base",
+        "setting.shots=-1",
+        f"trainer={trainer}",
+        "logger=none",
+        f"paths.data_dir={tmp}/data",
+        f"paths.cache_dir={tmp}/cache",
+        f"paths.output_dir={tmp}/out",
+        f"eval.batch_size={eval_batch}",
+        *extra,
     ]
     if model is not None:
         overrides.append(f"model={model}")
     cfg = compose_config(overrides)
     spec = dataset_spec_from_config(cfg.dataset)
-    write_fake_dataset(spec, cfg.paths.data_dir, num_classes=classes, per_class=tuple(per_class),
-                       image_size=image_size)
+    write_fake_dataset(
+        spec, cfg.paths.data_dir, num_classes=classes, per_class=tuple(per_class), image_size=image_size
+    )
     return RunContext.from_config(cfg)
 
 

@@ -53,15 +53,25 @@ def _one(arch: str, name: str, cost: dict, analytic: int, K: int) -> BenchRecord
         "encoder parameters (image tower)": params,
         "image size (px)": bundle.image_size,
     }
-    notes = [f"LogitAdapter(K={K}, proj_dim={K}, mlp_ratio=4, depth=1), frozen projection; {arch} random "
-             "init on the meta device; FlopCounterMode counts matmuls/convs (2 FLOPs per multiply-add)."]
+    notes = [
+        f"LogitAdapter(K={K}, proj_dim={K}, mlp_ratio=4, depth=1), frozen projection; {arch} random "
+        "init on the meta device; FlopCounterMode counts matmuls/convs (2 FLOPs per multiply-add)."
+    ]
     if arch == "tm-tiny-ViT":
         fig["CPU-built model gives the same count"] = _cpu_count(arch) == encoder
     goal = GOAL_L14 if arch == "ViT-L-14" else None
     if goal is None:
         notes.append("the goal is stated for ViT-L-14 only; this row is for information.")
-    return BenchRecord(name=name, benchmark="flops", title=TITLE, ratio=100.0 * adapter / encoder,
-                       ratio_label="adapter / encoder FLOPs (%)", goal=goal, figures=fig, notes=notes)
+    return BenchRecord(
+        name=name,
+        benchmark="flops",
+        title=TITLE,
+        ratio=100.0 * adapter / encoder,
+        ratio_label="adapter / encoder FLOPs (%)",
+        goal=goal,
+        figures=fig,
+        notes=notes,
+    )
 
 
 def _cpu_count(arch: str) -> int:

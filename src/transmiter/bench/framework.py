@@ -27,7 +27,9 @@ GOAL = Goal(">=", 0.9)
 BATCH = 128
 
 
-def synthetic_logits(rows: int, K: int = 1024, C: int = 100, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_logits(
+    rows: int, K: int = 1024, C: int = 100, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-shot-like logits (scale ~ CLIP's: mean 20, std 3) and teacher logits over C <= K classes."""
     gen = torch.Generator().manual_seed(seed)
     inputs = 20.0 + 3.0 * torch.randn(rows, K, generator=gen)
@@ -48,8 +50,9 @@ def trainer_config(device: str):
     return OmegaConf.merge(cpu, gpu)
 
 
-def fit_lightning(inputs, teacher, *, epochs: int = 1, device: str = "cpu", seed: int = 0,
-                  limit_batches: int | None = None) -> float:
+def fit_lightning(
+    inputs, teacher, *, epochs: int = 1, device: str = "cpu", seed: int = 0, limit_batches: int | None = None
+) -> float:
     """Seconds of `trainer.fit(AdapterFitModule)` (Trainer construction included, module built before)."""
     from transmiter.instantiate import build_trainer
     from transmiter.methods.adapter_fit import AdapterFitModule
@@ -60,16 +63,31 @@ def fit_lightning(inputs, teacher, *, epochs: int = 1, device: str = "cpu", seed
     extra = {} if limit_batches is None else {"limit_train_batches": limit_batches}
     start = time.perf_counter()
     with quiet():
-        trainer = build_trainer(trainer_config(device), purpose="train", max_epochs=epochs,
-                                enable_checkpointing=False, enable_progress_bar=False, logger=False, **extra)
+        trainer = build_trainer(
+            trainer_config(device),
+            purpose="train",
+            max_epochs=epochs,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            logger=False,
+            **extra,
+        )
         trainer.fit(module, datamodule=dm)
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-def fit_plain(inputs, teacher, *, epochs: int = 1, device: str = "cpu", seed: int = 0,
-              projection: str = "orthogonal", limit_batches: int | None = None) -> float:
+def fit_plain(
+    inputs,
+    teacher,
+    *,
+    epochs: int = 1,
+    device: str = "cpu",
+    seed: int = 0,
+    projection: str = "orthogonal",
+    limit_batches: int | None = None,
+) -> float:
     """Seconds of the same fitting written as a plain loop (adapter built before the clock starts)."""
     from torch.utils.data import DataLoader
 
@@ -82,14 +100,21 @@ def fit_plain(inputs, teacher, *, epochs: int = 1, device: str = "cpu", seed: in
     adapter = LogitAdapter(inputs.shape[1], seed=seed, projection=projection).to(dev).train()
     noise = LogitNoise(0.5, 0.5, "batch", seed=seed)
     C = teacher.shape[1]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if str(cfg.precision).startswith("bf16") \
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if str(cfg.precision).startswith("bf16")
         else torch.autocast(dev.type, enabled=False)
+    )
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(bool(cfg.deterministic))
     try:
         start = time.perf_counter()
-        loader = DataLoader(LogitPairDataset(inputs, teacher), batch_size=BATCH, shuffle=True,
-                            generator=torch.Generator().manual_seed(seed))
+        loader = DataLoader(
+            LogitPairDataset(inputs, teacher),
+            batch_size=BATCH,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
         per_epoch = len(loader) if limit_batches is None else min(len(loader), limit_batches)
         opt = torch.optim.AdamW(adapter.parameters(), lr=1e-3, weight_decay=1e-3)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(epochs * per_epoch, 0.05))
@@ -118,8 +143,12 @@ def loader_rate(inputs, teacher, batches: int = 50) -> float:
 
     from transmiter.transfer.logit_data import LogitPairDataset
 
-    loader = DataLoader(LogitPairDataset(inputs, teacher), batch_size=BATCH, shuffle=True,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        LogitPairDataset(inputs, teacher),
+        batch_size=BATCH,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     rows, start = 0, time.perf_counter()
     for i, (x, _) in enumerate(loader):
         rows += x.shape[0]
@@ -153,8 +182,9 @@ def _run(opts: BenchOptions, name: str) -> BenchRecord:
     rate = {side: runs[side] * rows / seconds[side] for side in seconds}
     steps = math.ceil(rows / BATCH)
     free_batches = 2 if opts.quick else 3
-    free_s = fit_plain(inputs, teacher, device=device, seed=opts.seed, projection="free",
-                       limit_batches=free_batches)
+    free_s = fit_plain(
+        inputs, teacher, device=device, seed=opts.seed, projection="free", limit_batches=free_batches
+    )
     orth_step = seconds["plain"] / (runs["plain"] * steps)
     free_step = free_s / free_batches
     fig = {
@@ -168,12 +198,24 @@ def _run(opts: BenchOptions, name: str) -> BenchRecord:
         "orthogonal-map share of a step": max(0.0, 1.0 - free_step / orth_step),
         "data loader alone (rows/s)": loader_rate(inputs, teacher),
     }
-    notes = [f"device {device}; {rows} synthetic rows x K = {K} (teacher over C = 100), 1 epoch per run, "
-             "runs alternate plain / Lightning / Lightning / plain.",
-             "ratio = Lightning rows/s ÷ plain-loop rows/s (the plain loop skips the module's agreement "
-             "metric and logging, which therefore count as framework overhead)."]
+    notes = [
+        f"device {device}; {rows} synthetic rows x K = {K} (teacher over C = 100), 1 epoch per run, "
+        "runs alternate plain / Lightning / Lightning / plain.",
+        "ratio = Lightning rows/s ÷ plain-loop rows/s (the plain loop skips the module's agreement "
+        "metric and logging, which therefore count as framework overhead).",
+    ]
     if device == "cpu":
-        notes.append("CPU: few rows because one step costs ~1-2 s here (see the orthogonal-map share); "
-                     "a GPU run uses 20k rows.")
-    return BenchRecord(name=name, benchmark="framework", title=TITLE, ratio=rate["lightning"] / rate["plain"],
-                       ratio_label="Lightning / plain loop throughput", goal=GOAL, figures=fig, notes=notes)
+        notes.append(
+            "CPU: few rows because one step costs ~1-2 s here (see the orthogonal-map share); "
+            "a GPU run uses 20k rows."
+        )
+    return BenchRecord(
+        name=name,
+        benchmark="framework",
+        title=TITLE,
+        ratio=rate["lightning"] / rate["plain"],
+        ratio_label="Lightning / plain loop throughput",
+        goal=GOAL,
+        figures=fig,
+        notes=notes,
+    )

@@ -26,8 +26,17 @@ from transmiter.bench.core import BenchOptions, BenchRecord, failed, quiet, skip
 TITLE = "GPU"
 # Dense bf16 tensor-core peaks (TFLOP/s), by a substring of the device name, most specific first.
 PEAK_BF16_TFLOPS: list[tuple[str, float | None]] = [
-    ("GH200", 989.4), ("H200", 989.4), ("H100 PCIe", 756.0), ("H100", 989.4), ("B200", 2250.0),
-    ("A100", 312.0), ("L40S", 362.1), ("L4", 121.0), ("A10G", None), ("A10", 125.0), ("RTX 4090", 165.2),
+    ("GH200", 989.4),
+    ("H200", 989.4),
+    ("H100 PCIe", 756.0),
+    ("H100", 989.4),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("L40S", 362.1),
+    ("L4", 121.0),
+    ("A10G", None),
+    ("A10", 125.0),
+    ("RTX 4090", 165.2),
 ]
 
 
@@ -83,11 +92,17 @@ def _encoder(opts: BenchOptions, arch: str, name: str) -> BenchRecord:
     dev_name = torch.cuda.get_device_name(0)
     peak = peak_tflops(dev_name)
     implied = peak * 1e12 / flops if peak else math.nan
-    fig = {"encoder FLOPs / image": flops, "batch": batch, "achieved (images/s)": rate,
-           "card peak bf16 (TFLOP/s)": peak if peak else "unknown (set TRANSMITER_PEAK_TFLOPS)",
-           "implied by the peak (images/s)": implied}
-    notes = [f"{dev_name}; random-init {arch}, bf16 autocast, device-resident batches of {batch}, {iters} "
-             "timed iterations after 3 warm-up ones."]
+    fig = {
+        "encoder FLOPs / image": flops,
+        "batch": batch,
+        "achieved (images/s)": rate,
+        "card peak bf16 (TFLOP/s)": peak if peak else "unknown (set TRANSMITER_PEAK_TFLOPS)",
+        "implied by the peak (images/s)": implied,
+    }
+    notes = [
+        f"{dev_name}; random-init {arch}, bf16 autocast, device-resident batches of {batch}, {iters} "
+        "timed iterations after 3 warm-up ones."
+    ]
     del model
     torch.cuda.empty_cache()
     if arch == "ViT-B-16":
@@ -95,8 +110,15 @@ def _encoder(opts: BenchOptions, arch: str, name: str) -> BenchRecord:
             fig["project feature pass, JPEGs + gpu trainer (images/s)"] = _pipeline_rate(opts)
         except Exception as err:  # the synthetic figure stands on its own
             notes.append(f"pipeline feature pass not measured: {type(err).__name__}: {err}")
-    return BenchRecord(name=name, benchmark="gpu", title=TITLE, ratio=rate / implied if peak else None,
-                       ratio_label="achieved / peak-implied images/s (MFU)", figures=fig, notes=notes)
+    return BenchRecord(
+        name=name,
+        benchmark="gpu",
+        title=TITLE,
+        ratio=rate / implied if peak else None,
+        ratio_label="achieved / peak-implied images/s (MFU)",
+        figures=fig,
+        notes=notes,
+    )
 
 
 def _pipeline_rate(opts: BenchOptions) -> float:
@@ -106,15 +128,29 @@ def _pipeline_rate(opts: BenchOptions) -> float:
 
     per_class = 64 if opts.quick else 256
     with opts.tempdir("gpu-pipeline") as tmp:
-        ctx = fake_run(Path(tmp), model="vit_b16_random", classes=4, per_class=(1, 1, per_class),
-                       image_size=224, eval_batch=256, extra=["trainer=gpu"])
+        ctx = fake_run(
+            Path(tmp),
+            model="vit_b16_random",
+            classes=4,
+            per_class=(1, 1, per_class),
+            image_size=224,
+            eval_batch=256,
+            trainer="gpu",
+        )
         bundle = load_model(ctx, ctx.cfg.model)
         items = list(ctx.splits("all").test)
         start = time.perf_counter()
         with quiet():
-            extract_image_features(bundle, items, view=ViewSpec("test"), cache=ArrayCache(Path(tmp) / "f"),
-                                   identity={"bench": "gpu"}, make_trainer=lambda: ctx.make_trainer("features"),
-                                   batch_size=256, num_workers=int(ctx.cfg.eval.num_workers))
+            extract_image_features(
+                bundle,
+                items,
+                view=ViewSpec("test"),
+                cache=ArrayCache(Path(tmp) / "f"),
+                identity={"bench": "gpu"},
+                make_trainer=lambda: ctx.make_trainer("features"),
+                batch_size=256,
+                num_workers=int(ctx.cfg.eval.num_workers),
+            )
         return len(items) / (time.perf_counter() - start)
 
 
@@ -126,9 +162,21 @@ def _fitting(opts: BenchOptions) -> BenchRecord:
     inputs, teacher = synthetic_logits(rows, 1024, C=1000, seed=opts.seed)
     seconds = fit_lightning(inputs, teacher, device="cuda", seed=opts.seed, limit_batches=steps)
     rate = steps * BATCH / seconds
-    fig = {"rows x K": f"{rows:,} x 1024", "steps timed": steps, "rows/s": rate,
-           "implied epoch (s)": rows / rate, "implied 10 epochs (min)": 10 * rows / rate / 60}
-    return BenchRecord(name="gpu_fit[1.28M x 1024]", benchmark="gpu", title=TITLE, figures=fig,
-                       notes=["AdapterFitModule, gpu trainer (bf16-mixed; the adapter itself runs fp32), global "
-                              f"batch {BATCH}, logits in CPU memory through LogitPairDataModule; "
-                              "Trainer start-up included in the rate."])
+    fig = {
+        "rows x K": f"{rows:,} x 1024",
+        "steps timed": steps,
+        "rows/s": rate,
+        "implied epoch (s)": rows / rate,
+        "implied 10 epochs (min)": 10 * rows / rate / 60,
+    }
+    return BenchRecord(
+        name="gpu_fit[1.28M x 1024]",
+        benchmark="gpu",
+        title=TITLE,
+        figures=fig,
+        notes=[
+            "AdapterFitModule, gpu trainer (bf16-mixed; the adapter itself runs fp32), global "
+            f"batch {BATCH}, logits in CPU memory through LogitPairDataModule; "
+            "Trainer start-up included in the rate."
+        ],
+    )

@@ -69,11 +69,11 @@ def print_rich(records: Sequence[BenchRecord], machine: dict[str, Any], console=
         head.add_row(f"[dim]{escape(key)}[/dim]", escape(fmt(value)))
     console.print(head)
     table = Table(title="transmiter benchmarks: side-by-side ratios", show_lines=True)
-    table.add_column("Benchmark", style="bold", no_wrap=True)
-    table.add_column("Ratio", justify="right")
-    table.add_column("Goal", no_wrap=True)
+    table.add_column("Benchmark", style="bold", max_width=30)
+    table.add_column("Ratio", justify="right", max_width=18)
+    table.add_column("Goal", max_width=12)
     table.add_column("Result", no_wrap=True)
-    table.add_column("Measured (absolute figures)")
+    table.add_column("Measured (absolute figures)", min_width=70)
     table.add_column("s / load", justify="right", no_wrap=True)
     for r in records:
         measured = "\n".join(f"{k}: {fmt(v)}" for k, v in r.figures.items())
@@ -146,8 +146,10 @@ def markdown(records: Sequence[BenchRecord], machine: dict[str, Any], command: s
     lines += ["", "## Details", ""]
     for r in records:
         lines += [f"### {r.name}: {r.title}", ""]
-        lines.append(f"Ratio ({r.ratio_label or 'none'}): **{fmt_ratio(r)}**; goal: {r.goal or '—'}; "
-                     f"result: **{r.status}**; {r.seconds:.1f} s, load {fmt_load(r)}.")
+        lines.append(
+            f"Ratio ({r.ratio_label or 'none'}): **{fmt_ratio(r)}**; goal: {r.goal or '—'}; "
+            f"result: **{r.status}**; {r.seconds:.1f} s, load {fmt_load(r)}."
+        )
         lines.append("")
         if r.figures:
             lines += ["| figure | value |", "|---|---:|"]
@@ -158,7 +160,9 @@ def markdown(records: Sequence[BenchRecord], machine: dict[str, Any], command: s
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_markdown(path: str | Path, records: Sequence[BenchRecord], machine: dict[str, Any], command: str) -> Path:
+def write_markdown(
+    path: str | Path, records: Sequence[BenchRecord], machine: dict[str, Any], command: str
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown(records, machine, command))

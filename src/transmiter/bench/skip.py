@@ -29,9 +29,9 @@ MEM_GOAL = Goal("<=", 0.5)
 
 
 def run(opts: BenchOptions) -> list[BenchRecord]:
-    from transmiter.methods.finetune_bench import register_tiny_config
-
     import torch
+
+    from transmiter.methods.finetune_bench import register_tiny_config
 
     cases = [("tiny", register_tiny_config(), 32, 100, 2 if opts.quick else 3)]
     records: list[BenchRecord] = []
@@ -39,11 +39,16 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
         if torch.cuda.is_available() or "skip" in opts.explicit:
             cases.append(("ViT-B-16", "ViT-B-16", 224, 100, 1 if opts.quick else 2))
         else:
-            records.append(skipped(
-                "skip_vs_ft[ViT-B-16]", "skip", TITLE,
-                "not in the default CPU run: one FT step of ViT-B-16 over C = 100 prompts costs ~15-55 s on "
-                "2 cores and the pair takes ~8 min; run `python -m transmiter.bench --only skip` (it runs "
-                "by default when CUDA is available)"))
+            records.append(
+                skipped(
+                    "skip_vs_ft[ViT-B-16]",
+                    "skip",
+                    TITLE,
+                    "not in the default CPU run: one FT step of ViT-B-16 over C = 100 prompts costs ~15-55 s on "
+                    "2 cores and the pair takes ~8 min; run `python -m transmiter.bench --only skip` (it runs "
+                    "by default when CUDA is available)",
+                )
+            )
     for label, model_name, size, classes, steps in cases:
         try:
             records.extend(_case(opts, label, model_name, size, classes, steps))
@@ -52,22 +57,32 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
     return records
 
 
-def _case(opts: BenchOptions, label: str, model_name: str, image_size: int, classes: int,
-          steps: int, batch: int = 4) -> list[BenchRecord]:
+def _case(
+    opts: BenchOptions, label: str, model_name: str, image_size: int, classes: int, steps: int, batch: int = 4
+) -> list[BenchRecord]:
     from transmiter.bench.core import quiet
     from transmiter.methods.cskip import expected_kept_classes
     from transmiter.methods.finetune_bench import compare_ft_vs_skip
 
     with quiet():
-        rep = compare_ft_vs_skip(model_name, num_classes=classes, image_size=image_size, steps=steps,
-                                 batch=batch, seed=opts.seed, isolate=True)
+        rep = compare_ft_vs_skip(
+            model_name,
+            num_classes=classes,
+            image_size=image_size,
+            steps=steps,
+            batch=batch,
+            seed=opts.seed,
+            isolate=True,
+        )
     ft, sk = rep["ft"], rep["skip"]
     ft_img = ft["time_per_step_s"] / batch
     sk_img = sk["extract_s_per_image"] + sk["time_per_step_s"] / batch
     time_ratio = sk_img / ft_img
-    setup = (f"{label}: {model_name} random init, {image_size} px, C = {classes} classes, batch {batch}, "
-             f"{steps} timed steps per method after a warm-up step, device {rep['setup']['device']}, "
-             "each method in its own spawned process.")
+    setup = (
+        f"{label}: {model_name} random init, {image_size} px, C = {classes} classes, batch {batch}, "
+        f"{steps} timed steps per method after a warm-up step, device {rep['setup']['device']}, "
+        "each method in its own spawned process."
+    )
     t_fig = {
         "FT s/step": ft["time_per_step_s"],
         "SkipT s/step (back blocks, CSkip-kept classes)": sk["time_per_step_s"],
@@ -87,18 +102,40 @@ def _case(opts: BenchOptions, label: str, model_name: str, image_size: int, clas
         "saved activations FT / SkipT (MB)": f"{ft['saved_activations_mb']:.1f} / {sk['saved_activations_mb']:.1f}",
         "saved-activation ratio SkipT / FT": _div(sk["saved_activations_mb"], ft["saved_activations_mb"]),
     }
-    mem_notes = [setup, "ratio = SkipT / FT training peak (see the module docstring of transmiter.bench.skip)."]
+    mem_notes = [
+        setup,
+        "ratio = SkipT / FT training peak (see the module docstring of transmiter.bench.skip).",
+    ]
     if rep["setup"]["device"] == "cpu":
-        mem_notes.append("CPU peaks are process peak-RSS rises: coarse (allocator granularity) for small "
-                         "models; the saved-activation ratio is the deterministic signal.")
+        mem_notes.append(
+            "CPU peaks are process peak-RSS rises: coarse (allocator granularity) for small "
+            "models; the saved-activation ratio is the deterministic signal."
+        )
     return [
-        BenchRecord(name=f"skip_vs_ft_time[{label}]", benchmark="skip", title=TITLE, ratio=time_ratio,
-                    ratio_label="SkipT / FT time per epoch", goal=TIME_GOAL, figures=t_fig,
-                    notes=[setup, "ratio = (B x front s/image + SkipT s/step) / FT s/step: the per-epoch front "
-                                  "pass and CSkip's smaller text batch are included."]),
-        BenchRecord(name=f"skip_vs_ft_memory[{label}]", benchmark="skip", title=TITLE,
-                    ratio=_div(sk_mem, ft_mem), ratio_label="SkipT / FT peak training memory",
-                    goal=MEM_GOAL, figures=m_fig, notes=mem_notes),
+        BenchRecord(
+            name=f"skip_vs_ft_time[{label}]",
+            benchmark="skip",
+            title=TITLE,
+            ratio=time_ratio,
+            ratio_label="SkipT / FT time per epoch",
+            goal=TIME_GOAL,
+            figures=t_fig,
+            notes=[
+                setup,
+                "ratio = (B x front s/image + SkipT s/step) / FT s/step: the per-epoch front "
+                "pass and CSkip's smaller text batch are included.",
+            ],
+        ),
+        BenchRecord(
+            name=f"skip_vs_ft_memory[{label}]",
+            benchmark="skip",
+            title=TITLE,
+            ratio=_div(sk_mem, ft_mem),
+            ratio_label="SkipT / FT peak training memory",
+            goal=MEM_GOAL,
+            figures=m_fig,
+            notes=mem_notes,
+        ),
     ]
 
 

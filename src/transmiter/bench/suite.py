@@ -42,8 +42,9 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("skip", 3, "Skip Tuning vs FT", _lazy("skip")),
         Benchmark("framework", 4, "Framework overhead", _lazy("framework")),
         Benchmark("cache", 5, "Cache effectiveness", _lazy("cache")),
-        Benchmark("demo", 6, "End to end", _lazy("demo"), default=False,
-                  skipped=_lazy("demo", "skipped_by_default")),
+        Benchmark(
+            "demo", 6, "End to end", _lazy("demo"), default=False, skipped=_lazy("demo", "skipped_by_default")
+        ),
         Benchmark("scaling", 7, "Scaling", _lazy("scaling")),
         Benchmark("gpu", 8, "GPU", _lazy("gpu")),
         Benchmark("threads", 9, "CPU thread contention", _lazy("threads")),
@@ -68,8 +69,9 @@ def resolve(names: Sequence[str] | None) -> list[str]:
     return [n for n in BENCHMARKS if n in wanted]
 
 
-def run_suite(names: Sequence[str] | None, opts: BenchOptions,
-              progress: Callable[[str], None] | None = None) -> list[BenchRecord]:
+def run_suite(
+    names: Sequence[str] | None, opts: BenchOptions, progress: Callable[[str], None] | None = None
+) -> list[BenchRecord]:
     selected = resolve(names)
     records: list[BenchRecord] = []
     for name, bench in BENCHMARKS.items():

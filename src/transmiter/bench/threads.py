@@ -4,7 +4,7 @@ On a CPU shared with other processes (load ≈ core count), PyTorch's intra-op t
 OpenMP barrier waiting for a sibling thread that the kernel has descheduled; short ops then cost orders
 of magnitude more than their arithmetic. `OMP_WAIT_POLICY=PASSIVE` makes waiting threads sleep instead.
 The variable is read when the OpenMP runtime loads (at `import torch`), so each side runs in a fresh
-subprocess: one with the variable unset, one with PASSIVE. Measured in each (median of 3 after a warm-up):
+subprocess: one with the variable unset, one with PASSIVE. Measured in each (median of 2 after a warm-up):
 
 * an adapter fitting step (K = 1024, batch 128, orthogonal projection: AdamW, `distillation_kl`);
 * an FT step of the tiny ViT (`FinetuneCLIP.compute_loss` + backward, C = 100 prompts, batch 4).
@@ -40,16 +40,24 @@ def _child_result(policy: str | None, steps: int) -> dict:
     env.pop("KMP_BLOCKTIME", None)
     if policy is not None:
         env["OMP_WAIT_POLICY"] = policy
-    proc = subprocess.run([sys.executable, "-m", "transmiter.bench.threads", str(steps)], env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "transmiter.bench.threads", str(steps)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"thread-policy child failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
+        raise RuntimeError(
+            f"thread-policy child failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}"
+        )
     return json.loads(lines[-1])
 
 
 def _run(opts: BenchOptions) -> BenchRecord:
-    steps = 2 if opts.quick else 3
+    steps = 1 if opts.quick else 2
     default = _child_result(None, steps)
     passive = _child_result("PASSIVE", steps)
     fig = {
@@ -61,11 +69,17 @@ def _run(opts: BenchOptions) -> BenchRecord:
         "tiny FT step speed-up with PASSIVE": default["tiny_ft_step_s"] / passive["tiny_ft_step_s"],
     }
     return BenchRecord(
-        name="threads[omp wait policy]", benchmark="threads", title=TITLE,
+        name="threads[omp wait policy]",
+        benchmark="threads",
+        title=TITLE,
         ratio=passive["adapter_step_s"] / default["adapter_step_s"],
-        ratio_label="PASSIVE / default adapter-step time", figures=fig,
-        notes=[f"each side in a fresh subprocess (OMP_WAIT_POLICY unset vs PASSIVE), median of {steps} steps "
-               "after one warm-up; the load average next to this row says how contended the CPU was."])
+        ratio_label="PASSIVE / default adapter-step time",
+        figures=fig,
+        notes=[
+            f"each side in a fresh subprocess (OMP_WAIT_POLICY unset vs PASSIVE), median of {steps} steps "
+            "after one warm-up; the load average next to this row says how contended the CPU was."
+        ],
+    )
 
 
 def _median_step(step, steps: int) -> float:
@@ -110,8 +124,11 @@ def _child(steps: int) -> dict:
     def ft_step():
         module.compute_loss(images, labels).backward()
 
-    return {"threads": torch.get_num_threads(), "adapter_step_s": _median_step(adapter_step, steps),
-            "tiny_ft_step_s": _median_step(ft_step, steps)}
+    return {
+        "threads": torch.get_num_threads(),
+        "adapter_step_s": _median_step(adapter_step, steps),
+        "tiny_ft_step_s": _median_step(ft_step, steps),
+    }
 
 
 if __name__ == "__main__":

@@ -20,7 +20,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from transmiter.bench.core import BenchOptions, BenchRecord, Goal, Phases, failed, median, median_phases, quiet
+from transmiter.bench.core import (
+    BenchOptions,
+    BenchRecord,
+    Goal,
+    Phases,
+    failed,
+    median,
+    median_phases,
+    quiet,
+)
 from transmiter.bench.fixtures import fake_run, load_model
 
 TITLE = "Transfer overhead"
@@ -29,12 +38,33 @@ TEMPLATES = ["a photo of a {}."]
 
 
 def run(opts: BenchOptions) -> list[BenchRecord]:
-    cases = [dict(label="tiny", model=None, classes=10, per_class=(8 if opts.quick else 16, 1, 1),
-                  image_size=32, K=256, repeats=2 if opts.quick else 3, eval_batch=128, synthetic_head=False)]
+    cases = [
+        dict(
+            label="tiny",
+            model=None,
+            classes=10,
+            per_class=(8 if opts.quick else 16, 1, 1),
+            image_size=32,
+            K=256,
+            repeats=2 if opts.quick else 3,
+            eval_batch=128,
+            synthetic_head=False,
+        )
+    ]
     if not opts.tiny:
-        cases.append(dict(label="ViT-B-16", model="vit_b16_random", classes=4,
-                          per_class=(2 if opts.quick else 6, 1, 1), image_size=224, K=1024,
-                          repeats=1, eval_batch=32, synthetic_head=True))
+        cases.append(
+            dict(
+                label="ViT-B-16",
+                model="vit_b16_random",
+                classes=4,
+                per_class=(2 if opts.quick else 6, 1, 1),
+                image_size=224,
+                K=1024,
+                repeats=1,
+                eval_batch=32,
+                synthetic_head=True,
+            )
+        )
     records = []
     for case in cases:
         name = f"transfer[{case['label']}]"
@@ -46,9 +76,21 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
     return records
 
 
-def _case(opts: BenchOptions, tmp: Path, *, name: str, label: str, model: str | None, classes: int,
-          per_class: tuple[int, int, int], image_size: int, K: int, repeats: int, eval_batch: int,
-          synthetic_head: bool) -> BenchRecord:
+def _case(
+    opts: BenchOptions,
+    tmp: Path,
+    *,
+    name: str,
+    label: str,
+    model: str | None,
+    classes: int,
+    per_class: tuple[int, int, int],
+    image_size: int,
+    K: int,
+    repeats: int,
+    eval_batch: int,
+    synthetic_head: bool,
+) -> BenchRecord:
     from transmiter.features.extract import ViewSpec, extract_image_features
     from transmiter.features.store import ArrayCache
     from transmiter.models.clip import ModelSpec
@@ -59,8 +101,9 @@ def _case(opts: BenchOptions, tmp: Path, *, name: str, label: str, model: str | 
     from transmiter.transfer.transfer import rotate_adapter, transfer_adapter_with_details
     from transmiter.transfer.vocabulary import select_auxiliary_names
 
-    ctx = fake_run(tmp, model=model, classes=classes, per_class=per_class, image_size=image_size,
-                   eval_batch=eval_batch)
+    ctx = fake_run(
+        tmp, model=model, classes=classes, per_class=per_class, image_size=image_size, eval_batch=eval_batch
+    )
     target = load_model(ctx, ctx.cfg.model)
     source = load_model(ctx, ModelSpec(arch="tm-tiny-ViT", init_seed=1, name="bench-source"))
     splits = ctx.splits("all")
@@ -74,9 +117,15 @@ def _case(opts: BenchOptions, tmp: Path, *, name: str, label: str, model: str | 
     def features(bundle, cache: ArrayCache) -> torch.Tensor:
         with quiet():
             return extract_image_features(
-                bundle, items, view=view, cache=cache, identity=identity,
-                make_trainer=lambda: ctx.make_trainer("features"), batch_size=eval_batch,
-                num_workers=int(ctx.cfg.eval.num_workers))
+                bundle,
+                items,
+                view=view,
+                cache=cache,
+                identity=identity,
+                make_trainer=lambda: ctx.make_trainer("features"),
+                batch_size=eval_batch,
+                num_workers=int(ctx.cfg.eval.num_workers),
+            )
 
     def head(bundle) -> torch.Tensor:
         return text_head(bundle, names, TEMPLATES, cache=ctx.head_cache)
@@ -97,14 +146,23 @@ def _case(opts: BenchOptions, tmp: Path, *, name: str, label: str, model: str | 
         for block in adapter.blocks:  # a non-identity MLP, as after fitting
             block.fc2.weight.normal_(0.0, 0.02)
     fitted = save_adapter_artifact(
-        tmp / "fitted" / "adapter.safetensors", adapter, stage="fitted", source_model=source.identity,
-        dataset=splits.name, classnames=classnames, aux_names=aux, data_used="bench", seed=ctx.seed)
+        tmp / "fitted" / "adapter.safetensors",
+        adapter,
+        stage="fitted",
+        source_model=source.identity,
+        dataset=splits.name,
+        classnames=classnames,
+        aux_names=aux,
+        data_used="bench",
+        seed=ctx.seed,
+    )
 
     def whole(run_dir: Path) -> Phases:
         ph = Phases()
         with ph("load fitted artifact"):
-            loaded = load_adapter_artifact(fitted, expect_classnames=classnames, expect_aux=aux, expect_k=K,
-                                           expect_dataset=splits.name)
+            loaded = load_adapter_artifact(
+                fitted, expect_classnames=classnames, expect_aux=aux, expect_k=K, expect_dataset=splits.name
+            )
         with ph("source logits (cached)"):
             src = features(source, source_cache) @ head(source).T
         with ph("target feature pass"):
@@ -115,11 +173,21 @@ def _case(opts: BenchOptions, tmp: Path, *, name: str, label: str, model: str | 
             moved = transfer_adapter_with_details(loaded.adapter, src, tgt, lam=500.0)
         with ph("write artifact"):
             save_adapter_artifact(
-                run_dir / "transferred" / "adapter.safetensors", moved.adapter, stage="transferred",
-                source_model=source.identity, target_model=target.identity, dataset=splits.name,
-                classnames=classnames, aux_names=aux, data_used="bench", lam=moved.lam,
-                lam_effective=moved.lam_effective, scale_lam_by_n=moved.scale_lam_by_n,
-                num_samples=moved.num_samples, seed=ctx.seed)
+                run_dir / "transferred" / "adapter.safetensors",
+                moved.adapter,
+                stage="transferred",
+                source_model=source.identity,
+                target_model=target.identity,
+                dataset=splits.name,
+                classnames=classnames,
+                aux_names=aux,
+                data_used="bench",
+                lam=moved.lam,
+                lam_effective=moved.lam_effective,
+                scale_lam_by_n=moved.scale_lam_by_n,
+                num_samples=moved.num_samples,
+                seed=ctx.seed,
+            )
         return ph
 
     alone, wholes = [], []
@@ -139,17 +207,22 @@ def _case(opts: BenchOptions, tmp: Path, *, name: str, label: str, model: str | 
     fixed = t_whole - inner
     fig["whole / its own feature-pass phase (drift-free cross-check)"] = t_whole / inner
     per_image = t_alone / len(items)
-    fig["images for ≤ 1.10 at this rate (fixed part / (0.1 × s per image))"] = math.ceil(fixed / (0.1 * per_image))
+    fig["images for ≤ 1.10 at this rate (fixed part / (0.1 × s per image))"] = math.ceil(
+        fixed / (0.1 * per_image)
+    )
     if image_size >= 224:
-        fig["decode + test transform alone (images/s, 1 process)"] = _decode_rate(items, target.test_transform)
+        fig["decode + test transform alone (images/s, 1 process)"] = _decode_rate(
+            items, target.test_transform
+        )
 
     # ---- the closed-form part, step by step (outside the ratio)
     loaded = load_adapter_artifact(fitted)
     src = features(source, source_cache) @ head(source).T
     tgt = features(target, ArrayCache(tmp / "whole-0" / "features")) @ head(target).T
     W = loaded.adapter.W.detach()
-    stats_s, cc = _seconds(lambda: accumulate_cross_covariance(((src, tgt),), projection=W,
-                                                               eps=loaded.adapter.config.eps))
+    stats_s, cc = _seconds(
+        lambda: accumulate_cross_covariance(((src, tgt),), projection=W, eps=loaded.adapter.config.eps)
+    )
     svd_s, Q = _seconds(lambda: regularized_procrustes(cc, lam=500.0))
     rot_s, _ = _seconds(lambda: rotate_adapter(loaded.adapter, Q))
     fig["    statistics alone (s)"] = stats_s
@@ -162,9 +235,19 @@ def _case(opts: BenchOptions, tmp: Path, *, name: str, label: str, model: str | 
         "the source is a random-init tm-tiny-ViT whose features and head are already cached.",
     ]
     if synthetic_head:
-        notes.append("target text head: a synthetic [K, D] head pre-written to the head cache (read, not computed).")
-    return BenchRecord(name=name, benchmark="transfer", title=TITLE, ratio=t_whole / t_alone,
-                       ratio_label="whole transfer / target feature pass", goal=GOAL, figures=fig, notes=notes)
+        notes.append(
+            "target text head: a synthetic [K, D] head pre-written to the head cache (read, not computed)."
+        )
+    return BenchRecord(
+        name=name,
+        benchmark="transfer",
+        title=TITLE,
+        ratio=t_whole / t_alone,
+        ratio_label="whole transfer / target feature pass",
+        goal=GOAL,
+        figures=fig,
+        notes=notes,
+    )
 
 
 def _decode_rate(items, transform) -> float:
@@ -190,19 +273,28 @@ def _write_synthetic_head(ctx, bundle, names: list[str]) -> None:
 
     from transmiter.features.store import ArrayCache
 
-    identity = {"kind": "text-head/v1", "model": bundle.identity, "classnames": list(names),
-                "templates": list(TEMPLATES)}
+    identity = {
+        "kind": "text-head/v1",
+        "model": bundle.identity,
+        "classnames": list(names),
+        "templates": list(TEMPLATES),
+    }
     gen = torch.Generator().manual_seed(0)
     head = F.normalize(torch.randn(len(names), bundle.embed_dim, generator=gen), dim=-1) * bundle.logit_scale
-    ctx.head_cache.save(ArrayCache.key(identity), {"head": head.numpy().astype(np.float32)},
-                        meta={"identity": identity, "synthetic": True})
+    ctx.head_cache.save(
+        ArrayCache.key(identity),
+        {"head": head.numpy().astype(np.float32)},
+        meta={"identity": identity, "synthetic": True},
+    )
 
 
 def _assert_head_cached(bundle, head_fn) -> None:
     """Fail fast (instead of encoding K prompts inside the timed region) if the head is not cached."""
 
     def refuse(*args, **kwargs):
-        raise RuntimeError("the target text head is not in the head cache (did text_head's cache key change?)")
+        raise RuntimeError(
+            "the target text head is not in the head cache (did text_head's cache key change?)"
+        )
 
     bundle.model.encode_text = refuse
     try:
