@@ -88,6 +88,7 @@ wandb-sync: setup ## Upload offline wandb runs (found under outputs/) to wandb.a
 	@find outputs -type d -name 'offline-run-*' -print0 | xargs -0 -r -n 20 $(RUN) wandb sync
 
 BENCH_ARGS ?=
+BENCH_THREADS ?= 1
 .PHONY: bench
-bench: setup ## Benchmark suite (ratios side by side, ~5 min on 2 CPU cores) -> experiments/bench/README.md; BENCH_ARGS="--quick" or "--only NAME ..."
-	$(RUN) python -m transmiter.bench --write experiments/bench/README.md $(BENCH_ARGS)
+bench: setup ## Benchmark suite (ratios side by side, ~5 min on 2 CPU cores) -> experiments/bench/README.md; BENCH_ARGS="--quick", BENCH_THREADS=0 for torch's threads
+	$(RUN) python -m transmiter.bench --threads $(BENCH_THREADS) --write experiments/bench/README.md $(BENCH_ARGS)

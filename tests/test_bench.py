@@ -76,7 +76,7 @@ def test_gpu_benchmark_says_skipped_without_a_gpu():
 
 
 def test_selection_and_defaults():
-    assert resolve(None) == ["transfer", "flops", "skip", "framework", "cache", "scaling", "gpu", "threads"]
+    assert resolve(None) == ["transfer", "flops", "skip", "framework", "cache", "scaling", "gpu"]
     assert resolve(["cache,transfer", "inference"]) == ["transfer", "flops", "cache"]
     with pytest.raises(ValueError, match="unknown benchmark"):
         resolve(["nope"])

@@ -45,8 +45,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         metavar="N",
-        help="torch intra-op threads (default: torch's choice); 1 steadies "
-        "figures on a CPU shared with other processes",
+        help="torch intra-op threads (default or 0: torch's choice); 1 keeps the figures steady on a CPU "
+        "shared with other processes (OpenMP barriers make multi-threaded ops 10-100x slower there)",
     )
     p.add_argument("--workdir", help="parent folder of the temporary folders (default: the system temp dir)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")

@@ -39,7 +39,7 @@ def fmt_ratio(record: BenchRecord) -> str:
     r = record.ratio
     if r is None or not isinstance(r, float | int) or not math.isfinite(r):
         return "—"
-    return f"{r:.3g}" if abs(r) >= 0.01 else f"{r:.2e}"
+    return f"{r:.4g}" if abs(r) >= 0.01 else f"{r:.3e}"
 
 
 def fmt_load(record: BenchRecord) -> str:
@@ -123,7 +123,9 @@ def markdown(records: Sequence[BenchRecord], machine: dict[str, Any], command: s
         "```",
         "",
         "Options: `--only NAME ...` (transfer, flops, skip, framework, cache, demo, scaling, gpu, threads), `--quick` "
-        "(smaller sizes), `--tiny` (tiny architectures only), `--demo-cmd CMD`, `--json PATH`.",
+        "(smaller sizes), `--tiny` (tiny architectures only), `--threads N` (torch threads; `make bench` uses 1, "
+        "`BENCH_THREADS=0` keeps torch's choice), `--demo-cmd CMD`, `--json PATH`. demo and threads run only "
+        "when named; the ViT-B-16 Skip Tuning vs FT pair runs on a CPU only with `--only skip`.",
         "",
         "## Machine",
         "",

@@ -121,7 +121,7 @@ def _transfer(opts: BenchOptions, ns: list[int], tmp: Path) -> list[BenchRecord]
     svd_fig = {}
     if device.type == "cpu" and not opts.quick:
         default = [_svd_seconds(cc, sync) for _ in range(2)]
-        svd_fig[f"largest N, default {torch.get_num_threads()} threads: best / worst of 2 (s)"] = (
+        svd_fig[f"largest N, the run's {torch.get_num_threads()} thread(s): best / worst of 2 (s)"] = (
             f"{min(default):.3f} / {max(default):.3f}"
         )
     where = f"{device.type}, K = {K}, lam = 500, synthetic logit pairs; N = {', '.join(f'{n:,}' for n in ns)}"
@@ -160,7 +160,7 @@ def _transfer(opts: BenchOptions, ns: list[int], tmp: Path) -> list[BenchRecord]
             figures={**series(svd), **svd_fig},
             notes=[
                 f"regularized_procrustes alone on the {K} x {K} statistic, best of 2, single-threaded on a "
-                f"CPU (the default-thread figure shows the contention tail); {where}."
+                f"CPU (the figure at the run's thread setting shows any contention tail); {where}."
             ],
         ),
     ]

@@ -47,7 +47,14 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         Benchmark("scaling", 7, "Scaling", _lazy("scaling")),
         Benchmark("gpu", 8, "GPU", _lazy("gpu")),
-        Benchmark("threads", 9, "CPU thread contention", _lazy("threads")),
+        Benchmark(
+            "threads",
+            9,
+            "CPU thread contention",
+            _lazy("threads"),
+            default=False,
+            skipped=_lazy("threads", "skipped_by_default"),
+        ),
     )
 }
 ALIASES = {"inference": "flops", "e2e": "demo", "end-to-end": "demo", "ft": "skip", "omp": "threads"}

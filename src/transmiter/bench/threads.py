@@ -22,9 +22,19 @@ import subprocess
 import sys
 import time
 
-from transmiter.bench.core import BenchOptions, BenchRecord, failed
+from transmiter.bench.core import BenchOptions, BenchRecord, failed, skipped
 
 TITLE = "CPU thread contention (OpenMP wait policy)"
+
+
+def skipped_by_default(opts: BenchOptions) -> BenchRecord:
+    return skipped(
+        "threads[omp wait policy]",
+        "threads",
+        TITLE,
+        "skipped by default (two fresh subprocesses, ~1 min on a loaded 2-core machine, and its figures move "
+        "with the co-tenants' load); run it with `python -m transmiter.bench --only threads`",
+    )
 
 
 def run(opts: BenchOptions) -> list[BenchRecord]:

@@ -47,7 +47,7 @@ def text_head(
     }
     key = ArrayCache.key(identity)
     if cache is not None and (entry := cache.load(key)) is not None:
-        return torch.from_numpy(np.asarray(entry["head"], dtype=np.float32))
+        return torch.from_numpy(np.array(entry["head"], dtype=np.float32))  # a writable copy
     was_training = bundle.model.training
     bundle.model.eval()
     emb = encode_prompts(bundle.model, bundle.tokenizer, fill_templates(classnames, templates))
