@@ -27,8 +27,14 @@ def tiny(seed: int = 0):
 
 
 def trainer(**kw) -> L.Trainer:
-    base = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                enable_model_summary=False, enable_checkpointing=False)
+    base = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     base.update(kw)
     return L.Trainer(**base)
 
@@ -45,9 +51,16 @@ def test_trainable_set_is_every_block_and_heads():
     module = FinetuneCLIP(model, tok, ["red", "green"])
     trainable = {n for n, p in module.model.named_parameters() if p.requires_grad}
     frozen = {n for n, p in module.model.named_parameters() if not p.requires_grad}
-    assert frozen == {"visual.class_embedding", "visual.positional_embedding", "visual.conv1.weight",
-                      "visual.ln_pre.weight", "visual.ln_pre.bias", "token_embedding.weight",
-                      "positional_embedding", "logit_scale"}
+    assert frozen == {
+        "visual.class_embedding",
+        "visual.positional_embedding",
+        "visual.conv1.weight",
+        "visual.ln_pre.weight",
+        "visual.ln_pre.bias",
+        "token_embedding.weight",
+        "positional_embedding",
+        "logit_scale",
+    }
     for b in range(4):
         assert f"visual.transformer.resblocks.{b}.attn.in_proj_weight" in trainable
         assert f"transformer.resblocks.{b}.mlp.c_proj.weight" in trainable
@@ -86,8 +99,11 @@ def test_base_and_novel_evaluation_from_one_module():
     base_items = [(data[i][0], data.labels[i], i) for i in range(len(data)) if data.labels[i] < 2]
     novel_items = [(data[i][0], data.labels[i] - 2, i) for i in range(len(data)) if data.labels[i] >= 2]
     module.set_eval_order("base", "novel")
-    out = trainer().test(module, dataloaders=[DataLoader(base_items, batch_size=4),
-                                              DataLoader(novel_items, batch_size=4)], verbose=False)
+    out = trainer().test(
+        module,
+        dataloaders=[DataLoader(base_items, batch_size=4), DataLoader(novel_items, batch_size=4)],
+        verbose=False,
+    )
     metrics = {k: v for d in out for k, v in d.items()}
     for key, items, names_ in (("base", base_items, names[:2]), ("novel", novel_items, names[2:])):
         images = torch.stack([x for x, _, _ in items])
@@ -104,8 +120,9 @@ def test_base_and_novel_evaluation_from_one_module():
 def test_checkpoint_round_trip_weights_only(tmp_path):
     model, tok = tiny()
     data = SolidColourDataset(3, 4, augment=True)
-    module = FinetuneCLIP(model, tok, data.classnames, lr=0.01, epochs=1,
-                          eval_classnames={"base": data.classnames})
+    module = FinetuneCLIP(
+        model, tok, data.classnames, lr=0.01, epochs=1, eval_classnames={"base": data.classnames}
+    )
     t = trainer(max_epochs=1, limit_train_batches=2)
     t.fit(module, DataLoader(data, batch_size=4, shuffle=True))
     path = tmp_path / "ft.ckpt"
@@ -114,8 +131,9 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
     assert raw["hyper_parameters"]["classnames"] == data.classnames
     assert type(raw["hyper_parameters"]["eval_classnames"]) is dict
     fresh, _ = tiny(seed=123)
-    loaded = FinetuneCLIP.load_from_checkpoint(path, model=fresh, tokenizer=tok, weights_only=True,
-                                               eval_classnames={"novel": ["olive", "navy"]})
+    loaded = FinetuneCLIP.load_from_checkpoint(
+        path, model=fresh, tokenizer=tok, weights_only=True, eval_classnames={"novel": ["olive", "navy"]}
+    )
     images = torch.stack([data[i][0] for i in range(6)])
     module.eval()
     loaded.eval()
@@ -137,7 +155,9 @@ def test_non_finite_loss_stops_training_and_keeps_last_good_checkpoint(tmp_path)
     data = SolidColourDataset(2, 4)
     module = FinetuneCLIP(model, tok, data.classnames, epochs=3)
     ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_epochs=1, save_top_k=-1)
-    t = trainer(max_epochs=3, limit_train_batches=1, callbacks=[ckpt, _PoisonAtEpoch()], enable_checkpointing=True)
+    t = trainer(
+        max_epochs=3, limit_train_batches=1, callbacks=[ckpt, _PoisonAtEpoch()], enable_checkpointing=True
+    )
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, global step 1.*learning rate"):
         t.fit(module, DataLoader(data, batch_size=4))
     files = sorted(p.name for p in tmp_path.glob("*.ckpt"))
@@ -148,8 +168,11 @@ def test_non_finite_loss_stops_training_and_keeps_last_good_checkpoint(tmp_path)
 
 def test_resnet_tower_fine_tunes():
     torch.manual_seed(0)
-    rn = CLIP(32, dict(layers=[1, 1, 1, 1], width=16, image_size=64, head_width=8),
-              dict(context_length=16, width=32, heads=2, layers=2))
+    rn = CLIP(
+        32,
+        dict(layers=[1, 1, 1, 1], width=16, image_size=64, head_width=8),
+        dict(context_length=16, width=32, heads=2, layers=2),
+    )
     tok = open_clip.SimpleTokenizer(context_length=16)
     module = FinetuneCLIP(rn, tok, ["red", "blue"])
     loss = module.compute_loss(torch.randn(2, 3, 64, 64), torch.tensor([0, 1]))

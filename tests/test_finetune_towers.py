@@ -38,11 +38,18 @@ VARIANTS = {
     "clip": lambda: _clip(),
     "avg-pool": lambda: _clip(vision=dict(pool_type="avg")),
     "ln-after-pool": lambda: _clip(vision=dict(pool_type="avg", final_ln_after_pool=True)),
-    "attn-pool": lambda: _clip(vision=dict(attentional_pool=True, attn_pooler_queries=4, attn_pooler_heads=2)),
-    "custom-blocks+layerscale": lambda: _clip(vision=dict(qk_norm=True, ls_init_value=0.1), text=dict(scale_fc=True)),
-    "no-ln-pre+quickgelu": lambda: CLIP(24, dict(image_size=32, patch_size=8, width=64, layers=4, head_width=16,
-                                                 no_ln_pre=True),
-                                        dict(context_length=16, width=32, heads=2, layers=3), quick_gelu=True).eval(),
+    "attn-pool": lambda: _clip(
+        vision=dict(attentional_pool=True, attn_pooler_queries=4, attn_pooler_heads=2)
+    ),
+    "custom-blocks+layerscale": lambda: _clip(
+        vision=dict(qk_norm=True, ls_init_value=0.1), text=dict(scale_fc=True)
+    ),
+    "no-ln-pre+quickgelu": lambda: CLIP(
+        24,
+        dict(image_size=32, patch_size=8, width=64, layers=4, head_width=16, no_ln_pre=True),
+        dict(context_length=16, width=32, heads=2, layers=3),
+        quick_gelu=True,
+    ).eval(),
     "customtext-causal": lambda: _clip(CustomTextCLIP),
     "customtext-bidir-last": lambda: _clip(CustomTextCLIP, text=dict(no_causal_mask=True, pool_type="last")),
     "customtext-eos": lambda: _clip(CustomTextCLIP, text=dict(pool_type="eos", eos_id=49407)),
@@ -99,8 +106,9 @@ def test_grad_checkpointing_and_batch_first_false_layout():
         block.attn.batch_first = False
     ids = TOKENIZER(PROMPTS)
     with torch.no_grad():
-        torch.testing.assert_close(text_back(model, text_front(model, ids, 2), ids, 2), model.encode_text(ids),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            text_back(model, text_front(model, ids, 2), ids, 2), model.encode_text(ids), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_vit_b16_random_init_equivalence_batch1():
@@ -112,10 +120,14 @@ def test_vit_b16_random_init_equivalence_batch1():
     with torch.no_grad():
         tokens = image_front(model, images, 6)
         assert tokens.shape == (1, 197, 768)
-        torch.testing.assert_close(image_back(model, tokens, 6), model.encode_image(images), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            image_back(model, tokens, 6), model.encode_image(images), atol=1e-4, rtol=1e-4
+        )
         hidden = text_front(model, ids, 6)
         assert hidden.shape == (1, 77, 512)
-        torch.testing.assert_close(text_back(model, hidden, ids, 6), model.encode_text(ids), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            text_back(model, hidden, ids, 6), model.encode_text(ids), atol=1e-4, rtol=1e-4
+        )
     assert resolve_omegas(model) == (6, 6)
     names = freeze_for_finetuning(model, 6)["trainable"]
     assert "visual.transformer.resblocks.6.attn.in_proj_weight" in names
@@ -125,11 +137,23 @@ def test_vit_b16_random_init_equivalence_batch1():
 
 
 FROZEN_ALWAYS = {
-    "visual.conv1.weight", "visual.class_embedding", "visual.positional_embedding", "visual.ln_pre.weight",
-    "visual.ln_pre.bias", "token_embedding.weight", "positional_embedding", "logit_scale",
+    "visual.conv1.weight",
+    "visual.class_embedding",
+    "visual.positional_embedding",
+    "visual.ln_pre.weight",
+    "visual.ln_pre.bias",
+    "token_embedding.weight",
+    "positional_embedding",
+    "logit_scale",
 }
-HEADS = {"visual.ln_post.weight", "visual.ln_post.bias", "visual.proj", "ln_final.weight", "ln_final.bias",
-         "text_projection"}
+HEADS = {
+    "visual.ln_post.weight",
+    "visual.ln_post.bias",
+    "visual.proj",
+    "ln_final.weight",
+    "ln_final.bias",
+    "text_projection",
+}
 
 
 @pytest.mark.parametrize("start", [0, 2])
@@ -141,7 +165,7 @@ def test_freeze_sets_exact(start):
     for name, _ in model.named_parameters():
         for prefix in ("visual.transformer.resblocks.", "transformer.resblocks."):
             if name.startswith(prefix):
-                block = int(name[len(prefix):].split(".")[0])
+                block = int(name[len(prefix) :].split(".")[0])
                 if block >= start:
                     expected.add(name)
     assert trainable == expected
@@ -178,8 +202,11 @@ def test_validate_omega_messages():
 
 def test_unsplittable_towers_name_architecture_and_allow_ft():
     torch.manual_seed(0)
-    rn = CLIP(32, dict(layers=[1, 1, 1, 1], width=16, image_size=64, head_width=8),
-              dict(context_length=16, width=32, heads=2, layers=2))
+    rn = CLIP(
+        32,
+        dict(layers=[1, 1, 1, 1], width=16, image_size=64, head_width=8),
+        dict(context_length=16, width=32, heads=2, layers=2),
+    )
     with pytest.raises(TowerSplitError, match=r"ModifiedResNet.*Full fine-tuning \(FinetuneCLIP\) works"):
         check_splittable(rn)
     with pytest.raises(TowerSplitError, match="ModifiedResNet"):

@@ -74,7 +74,9 @@ def test_random_mode_drops_remainder():
 def test_ddp_shares_disjoint_equal(mode):
     labels = _labels({c: 16 for c in range(5)}) + _labels({9: 7})
     world = 3
-    shards = [ClassBatchSampler(labels, 4, mode=mode, seed=2, num_replicas=world, rank=r) for r in range(world)]
+    shards = [
+        ClassBatchSampler(labels, 4, mode=mode, seed=2, num_replicas=world, rank=r) for r in range(world)
+    ]
     for epoch in (0, 1):
         for s in shards:
             s.set_epoch(epoch)

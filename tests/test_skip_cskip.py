@@ -18,10 +18,19 @@ from transmiter.methods.cskip import (
 )
 
 
-@pytest.mark.parametrize(("c", "k", "expected"), [
-    (5, 3, 4.0), (19, 10, 11.14), (24, 12, 13.28), (50, 25, 27.0), (98, 49, 52.41), (199, 50, 59.39),
-    (500, 50, 77.44), (1000, 50, 107.44),
-])
+@pytest.mark.parametrize(
+    ("c", "k", "expected"),
+    [
+        (5, 3, 4.0),
+        (19, 10, 11.14),
+        (24, 12, 13.28),
+        (50, 25, 27.0),
+        (98, 49, 52.41),
+        (199, 50, 59.39),
+        (500, 50, 77.44),
+        (1000, 50, 107.44),
+    ],
+)
 def test_expected_kept_matches_spec_table(c, k, expected):
     assert cskip_top_k(c) == k
     assert expected_kept_classes(c) == pytest.approx(expected, abs=0.01)

@@ -23,8 +23,16 @@ pytestmark = [
 
 def _trainer(devices: int, **kw) -> L.Trainer:
     strategy = "ddp_spawn" if devices > 1 else "auto"
-    return L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, logger=False, enable_progress_bar=False,
-                     enable_model_summary=False, enable_checkpointing=False, **kw)
+    return L.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy=strategy,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        **kw,
+    )
 
 
 class CheckShards(Callback):
@@ -51,12 +59,23 @@ def test_ddp_spawn_skip_tuning_and_ft_match_single_process():
     name = register_tiny_config()
     tok = open_clip.get_tokenizer(name)
     train = SolidColourDataset(4, 8, augment=True)
-    test = SolidColourDataset(4, 4, seed=7)  # 16 images = 2 ranks x 2 batches of 4: no DistributedSampler padding
+    test = SolidColourDataset(
+        4, 4, seed=7
+    )  # 16 images = 2 ranks x 2 batches of 4: no DistributedSampler padding
     loader = DataLoader(test, batch_size=4)
 
     torch.manual_seed(0)
-    skip = SkipTuningCLIP(open_clip.create_model(name, pretrained=None), tok, train.classnames,
-                          train_dataset=train, epochs=2, text_lr=0.01, image_lr=0.01, warmup_lr=0.002, seed=3)
+    skip = SkipTuningCLIP(
+        open_clip.create_model(name, pretrained=None),
+        tok,
+        train.classnames,
+        train_dataset=train,
+        epochs=2,
+        text_lr=0.01,
+        image_lr=0.01,
+        warmup_lr=0.002,
+        seed=3,
+    )
     before = {k: v.clone() for k, v in skip.model.state_dict().items()}
     _trainer(2, max_epochs=skip.max_epochs, callbacks=[CheckShards()]).fit(skip)
     assert _changed(before, skip)  # trained weights came back from the spawned ranks

@@ -35,8 +35,14 @@ def tiny(seed: int = 0):
 
 
 def trainer(**kw) -> L.Trainer:
-    base = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                enable_model_summary=False, enable_checkpointing=False)
+    base = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     base.update(kw)
     return L.Trainer(**base)
 
@@ -45,7 +51,9 @@ def _cached_logits(module, indices):
     tokens = module.image_cache.read(torch.as_tensor(indices))
     with torch.no_grad():
         img = image_back(module.model, tokens, module.omega, normalize=True)
-        txt = text_back(module.model, module.text_cache, module.train_token_ids, module.text_omega, normalize=True)
+        txt = text_back(
+            module.model, module.text_cache, module.train_token_ids, module.text_omega, normalize=True
+        )
         return module.logits_against(img, txt)
 
 
@@ -72,8 +80,15 @@ def test_lskip_equivalence_vit_b16_random_init_batch1():
     tok = open_clip.get_tokenizer("ViT-B-16")
     images = torch.randn(1, 3, 224, 224)
     data = [(images[0], 0, 0)]
-    module = SkipTuningCLIP(model, tok, ["dog", "cat"], train_dataset=data, batch_size=1,
-                            class_homogeneous=False, cache_dtype="float32")
+    module = SkipTuningCLIP(
+        model,
+        tok,
+        ["dog", "cat"],
+        train_dataset=data,
+        batch_size=1,
+        class_homogeneous=False,
+        cache_dtype="float32",
+    )
     assert (module.omega, module.text_omega) == (6, 6)
     module.eval()
     module.prepare_epoch(0)
@@ -88,8 +103,14 @@ def test_trainable_set_and_staged_param_groups():
     model, tok = tiny()
     module = SkipTuningCLIP(model, tok, ["red", "green"], omega=3, text_omega=1)
     trainable = {n for n, p in module.model.named_parameters() if p.requires_grad}
-    expected = {"visual.proj", "visual.ln_post.weight", "visual.ln_post.bias", "ln_final.weight",
-                "ln_final.bias", "text_projection"}
+    expected = {
+        "visual.proj",
+        "visual.ln_post.weight",
+        "visual.ln_post.bias",
+        "ln_final.weight",
+        "ln_final.bias",
+        "text_projection",
+    }
     for n, _ in module.model.named_parameters():
         if n.startswith("visual.transformer.resblocks.3."):
             expected.add(n)
@@ -191,8 +212,18 @@ def test_toy_task_accuracy_rises_with_cskip_and_token_drop():
     model, tok = tiny(seed=1)
     train = SolidColourDataset(4, 8, augment=True)
     held = SolidColourDataset(4, 4, seed=99)
-    module = SkipTuningCLIP(model, tok, train.classnames, train_dataset=train, epochs=6, text_lr=0.01,
-                            image_lr=0.01, warmup_lr=0.002, drop_ratio=0.3, seed=1)
+    module = SkipTuningCLIP(
+        model,
+        tok,
+        train.classnames,
+        train_dataset=train,
+        epochs=6,
+        text_lr=0.01,
+        image_lr=0.01,
+        warmup_lr=0.002,
+        drop_ratio=0.3,
+        seed=1,
+    )
     assert module.skipper.active and module.batch_sampler is None  # C=4: k=2, CSkip on
     before = _accuracy(module, held)
     t = trainer(max_epochs=module.max_epochs)
@@ -214,8 +245,15 @@ class _Capture(Callback):
 def test_checkpoint_round_trip_and_schedule_in_trainer(tmp_path):
     model, tok = tiny()
     data = SolidColourDataset(3, 4, augment=True)
-    module = SkipTuningCLIP(model, tok, data.classnames, train_dataset=data, epochs=3, cskip_mask="once",
-                            eval_classnames={"base": data.classnames})
+    module = SkipTuningCLIP(
+        model,
+        tok,
+        data.classnames,
+        train_dataset=data,
+        epochs=3,
+        cskip_mask="once",
+        eval_classnames={"base": data.classnames},
+    )
     capture = _Capture()
     t = trainer(max_epochs=3, callbacks=[capture])
     t.fit(module)
@@ -242,8 +280,17 @@ def test_checkpoint_round_trip_and_schedule_in_trainer(tmp_path):
 def test_prototypes_are_zero_shot_and_frozen():
     model, tok = tiny()
     data = SolidColourDataset(3, 4, augment=True)
-    module = SkipTuningCLIP(model, tok, data.classnames, train_dataset=data, epochs=2, text_lr=0.1, image_lr=0.1,
-                            warmup_epochs=0, warmup_lr=None)
+    module = SkipTuningCLIP(
+        model,
+        tok,
+        data.classnames,
+        train_dataset=data,
+        epochs=2,
+        text_lr=0.1,
+        image_lr=0.1,
+        warmup_epochs=0,
+        warmup_lr=None,
+    )
     zero_shot = module.text_features(data.classnames)
     trainer(max_epochs=2).fit(module)
     torch.testing.assert_close(module.cskip_prototypes, zero_shot)
@@ -301,11 +348,14 @@ def test_vit_l14_depths_resolve():
     cfg = open_clip.get_model_config("ViT-L-14")
     assert cfg["vision_cfg"]["layers"] == 24 and cfg["text_cfg"]["layers"] == 12
     # the same rule on a tiny model with unequal depths: image 4, text 2 -> (2, 1)
-    name = register_tiny_config("transmiter-tiny-unequal", {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 4, "width": 32, "head_width": 16, "patch_size": 16},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-    })
+    name = register_tiny_config(
+        "transmiter-tiny-unequal",
+        {
+            "embed_dim": 16,
+            "vision_cfg": {"image_size": 32, "layers": 4, "width": 32, "head_width": 16, "patch_size": 16},
+            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+        },
+    )
     model = open_clip.create_model(name, pretrained=None)
     module = SkipTuningCLIP(model, open_clip.get_tokenizer(name), ["a", "b"])
     assert (module.omega, module.text_omega) == (2, 1)

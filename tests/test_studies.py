@@ -19,20 +19,26 @@ from transmiter.reporting.records import load_records
 
 
 def _fake(cfg, classes=6):
-    write_fake_dataset(dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=classes,
-                       per_class=(4, 2, 3))
+    write_fake_dataset(
+        dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=classes, per_class=(4, 2, 3)
+    )
 
 
 def _cli(args, root, **env):
     full = {**os.environ, "TRANSMITER_ROOT": str(root), "TRANSMITER_PROGRESS": "0", **env}
-    return subprocess.run([sys.executable, "-m", "transmiter", *args], capture_output=True, text=True,
-                          env=full, cwd=root, timeout=1200)
+    return subprocess.run(
+        [sys.executable, "-m", "transmiter", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        cwd=root,
+        timeout=1200,
+    )
 
 
 def test_ddp_guard_refuses_multirun_ddp(compose):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-
     from omegaconf import OmegaConf
 
     def multirun(overrides):
@@ -46,8 +52,11 @@ def test_ddp_guard_refuses_multirun_ddp(compose):
     with pytest.raises(ConfigError, match="ddp_spawn"):
         guard_multirun_ddp(multirun(["trainer=ddp"]))
     # the working alternatives pass
-    for overrides in (["trainer=ddp_cpu"], ["trainer=ddp", "trainer.devices=1"],
-                      ["trainer=ddp", "hydra/launcher=slurm"]):
+    for overrides in (
+        ["trainer=ddp_cpu"],
+        ["trainer=ddp", "trainer.devices=1"],
+        ["trainer=ddp", "hydra/launcher=slurm"],
+    ):
         guard_multirun_ddp(multirun(overrides))
     single = compose(["trainer=ddp"])  # a single run under ddp is fine
     HydraConfig.instance().set_config(single)
@@ -87,19 +96,35 @@ def test_study_job_writes_one_record_per_row_and_is_skipped_when_done(compose, t
 def test_dry_run_lists_jobs_and_done_stages(tmp_path):
     proc = _cli(["-m", "experiment=b2n", "dry_run=true"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [ln for ln in proc.stdout.splitlines() if ln.lstrip("[ ").startswith(("pending", "partial", "done"))]
+    lines = [
+        ln for ln in proc.stdout.splitlines() if ln.lstrip("[ ").startswith(("pending", "partial", "done"))
+    ]
     assert len(lines) == 33  # 11 datasets x 3 seeds
     assert all("pending" in ln and "data: MISSING" in ln for ln in lines)
-    assert {ln.split("dataset=")[1].split()[0] for ln in lines} >= {"ImageNet", "OxfordPets", "SUN397", "UCF101"}
+    assert {ln.split("dataset=")[1].split()[0] for ln in lines} >= {
+        "ImageNet",
+        "OxfordPets",
+        "SUN397",
+        "UCF101",
+    }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "local"])
 def test_multirun_two_jobs_report_and_reuse(tmp_path, launcher):
     root = tmp_path
-    assert _cli(["data", "fake", "dataset=smoke", "--classes", "6", "--per-class", "4,2,3"], root).returncode == 0
-    sweep = ["-m", "experiment=smoke_study", "seed=1,2", f"hydra/launcher={launcher}",
-             "hydra.sweep.dir=outputs/sweep", "hydra.sweep.subdir=seed${seed}"]
+    assert (
+        _cli(["data", "fake", "dataset=smoke", "--classes", "6", "--per-class", "4,2,3"], root).returncode
+        == 0
+    )
+    sweep = [
+        "-m",
+        "experiment=smoke_study",
+        "seed=1,2",
+        f"hydra/launcher={launcher}",
+        "hydra.sweep.dir=outputs/sweep",
+        "hydra.sweep.subdir=seed${seed}",
+    ]
     proc = _cli(sweep, root)
     assert proc.returncode == 0, proc.stderr[-4000:]
     records = load_records([root / "outputs" / "sweep"])
@@ -123,14 +148,24 @@ def test_multirun_two_jobs_report_and_reuse(tmp_path, launcher):
 @pytest.mark.slow
 def test_wandb_offline_run_holds_the_metrics(tmp_path):
     root = tmp_path
-    assert _cli(["data", "fake", "dataset=smoke", "--classes", "6", "--per-class", "4,2,3"], root).returncode == 0
-    proc = _cli(["experiment=smoke_study", "logger=wandb", "hydra.run.dir=outputs/w"], root, WANDB_MODE="offline")
+    assert (
+        _cli(["data", "fake", "dataset=smoke", "--classes", "6", "--per-class", "4,2,3"], root).returncode
+        == 0
+    )
+    proc = _cli(
+        ["experiment=smoke_study", "logger=wandb", "hydra.run.dir=outputs/w"], root, WANDB_MODE="offline"
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     runs = list((root / "outputs" / "w" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1  # one run per job
     blob = runs[0].read_bytes()
-    for key in (b"results/TransMiter+ tiny-random\xe2\x86\x92tiny-random-b/hm", b"results/FT tiny-random/base",
-                b"skip_tuning-train/loss", b"fit-", b"cost/train_time_s"):
+    for key in (
+        b"results/TransMiter+ tiny-random\xe2\x86\x92tiny-random-b/hm",
+        b"results/FT tiny-random/base",
+        b"skip_tuning-train/loss",
+        b"fit-",
+        b"cost/train_time_s",
+    ):
         assert key in blob, key
     tables = list(Path(runs[0].parent).glob("files/media/table/results_*.table.json"))
     assert tables and "TransMiter+" in tables[0].read_text()
@@ -140,10 +175,26 @@ def test_dry_run_line_names_finished_stages_of_a_partial_job(compose, tmp_path):
     from transmiter.planning import describe_job
 
     cfg = compose(["experiment=smoke_study", f"paths.output_dir={tmp_path}"])
-    (tmp_path / "stages.json").write_text(json.dumps({
-        "skip_tuning/abc": {"name": "skip_tuning", "key": "abc", "path": "x", "seconds": 1.0, "reused": False},
-        "adapter_fit/def": {"name": "adapter_fit", "key": "def", "path": "y", "seconds": 1.0, "reused": False},
-    }))
+    (tmp_path / "stages.json").write_text(
+        json.dumps(
+            {
+                "skip_tuning/abc": {
+                    "name": "skip_tuning",
+                    "key": "abc",
+                    "path": "x",
+                    "seconds": 1.0,
+                    "reused": False,
+                },
+                "adapter_fit/def": {
+                    "name": "adapter_fit",
+                    "key": "def",
+                    "path": "y",
+                    "seconds": 1.0,
+                    "reused": False,
+                },
+            }
+        )
+    )
     line = describe_job(cfg, tmp_path)
     assert line.startswith("[partial]") and "stages done: adapter_fit, skip_tuning" in line
     assert "data: MISSING" in line and "weights: source ok" in line

@@ -59,7 +59,10 @@ def test_weak_and_strong_differ_clearly():
         return sum(p.numel() for p in m.visual.parameters())
 
     assert n_params(strong) > 1.8 * n_params(weak)
-    wv, sv = synthetic_model_config(WEAK_MODEL)["vision_cfg"], synthetic_model_config(STRONG_MODEL)["vision_cfg"]
+    wv, sv = (
+        synthetic_model_config(WEAK_MODEL)["vision_cfg"],
+        synthetic_model_config(STRONG_MODEL)["vision_cfg"],
+    )
     assert sv["patch_size"] < wv["patch_size"] and sv["width"] > wv["width"]
 
 
@@ -90,8 +93,13 @@ def test_loss_is_built_in_setup_from_rank_and_world_size():
 
     module = pt.SyntheticClipPretrainer(_tiny(steps=1, batch_size=4))
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     assert module.loss_fn is None
     trainer.fit(module)
@@ -127,7 +135,9 @@ def test_checkpoint_loads_through_open_clip_with_identical_outputs(tmp_path):
     loaded.eval()
     tok = open_clip.get_tokenizer(STRONG_MODEL)
     batch = draw_batch(PRETRAIN_DISTRIBUTION, 8, seed=1)
-    x = pt.to_model_input(batch.images, loaded.visual.preprocess_cfg["mean"], loaded.visual.preprocess_cfg["std"])
+    x = pt.to_model_input(
+        batch.images, loaded.visual.preprocess_cfg["mean"], loaded.visual.preprocess_cfg["std"]
+    )
     t = tok(batch.captions)
     with torch.no_grad():
         a = model(x, t)

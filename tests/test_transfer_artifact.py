@@ -31,9 +31,17 @@ def _adapter() -> LogitAdapter:
 
 def _save(path, adapter=None, **over):
     kwargs = dict(
-        stage="transferred", source_model={"arch": "ViT-B-16", "hash": "abc"}, dataset="OxfordPets",
-        classnames=CLASSES, aux_names=AUX, data_used="fewshot16 x 4 views", target_model="ViT-L-14@def",
-        lam=500.0, lam_effective=500.0, seed=1, config={"lr": 1e-3, "epochs": 10},
+        stage="transferred",
+        source_model={"arch": "ViT-B-16", "hash": "abc"},
+        dataset="OxfordPets",
+        classnames=CLASSES,
+        aux_names=AUX,
+        data_used="fewshot16 x 4 views",
+        target_model="ViT-L-14@def",
+        lam=500.0,
+        lam_effective=500.0,
+        seed=1,
+        config={"lr": 1e-3, "epochs": 10},
     )
     kwargs.update(over)
     return save_adapter_artifact(path, adapter or _adapter(), **kwargs)
@@ -45,8 +53,13 @@ def test_round_trip(tmp_path):
     assert path.is_file() and path.with_suffix(".json").is_file()
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
     loaded = load_adapter_artifact(
-        path, expect_classnames=CLASSES, expect_aux=AUX, expect_k=K, expect_dataset="OxfordPets",
-        expect_stage=("transferred", "refined"), expect_target_model="ViT-L-14@def",
+        path,
+        expect_classnames=CLASSES,
+        expect_aux=AUX,
+        expect_k=K,
+        expect_dataset="OxfordPets",
+        expect_stage=("transferred", "refined"),
+        expect_target_model="ViT-L-14@def",
     )
     m = loaded.metadata
     assert m.stage == "transferred" and m.K == K and m.classnames == CLASSES and m.aux_names == AUX

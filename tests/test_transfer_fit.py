@@ -23,8 +23,14 @@ def _trainer(epochs: int) -> L.Trainer:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*but have no `val_dataloader`.*")
     return L.Trainer(
-        accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
     )
 
 
@@ -183,7 +189,9 @@ def test_transmiter_plus_validation_selection_and_label_checks():
     x_tr, y_tr = _labelled(256, 2)
     x_va, y_va = _labelled(64, 3)
     module = TransMiterPlusModule(moved, class_ids=BASE, lr=1e-3, projection="free", select_on_val=True)
-    _trainer(3).fit(module, datamodule=LogitPairDataModule(train=(x_tr, y_tr), val=(x_va, y_va), batch_size=128))
+    _trainer(3).fit(
+        module, datamodule=LogitPairDataModule(train=(x_tr, y_tr), val=(x_va, y_va), batch_size=128)
+    )
     assert module.best_val_acc is not None
     assert _acc(module.refined_adapter(), x_va, y_va) == pytest.approx(module.best_val_acc)
     with pytest.raises(ValueError, match="not among class_ids"):
@@ -215,8 +223,14 @@ def test_fitting_under_ddp_spawn_two_cpu_processes():
     module = AdapterFitModule(K=K, seed=0)
     kl0, _ = _kl_agree(module.adapter, x_te, t_te)
     trainer = L.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=10, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=10,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(module, datamodule=LogitPairDataModule(train=(x_tr, t_tr), batch_size=128))
     kl1, _ = _kl_agree(module.fitted_adapter(), x_te, t_te)
@@ -240,6 +254,8 @@ def test_non_finite_logits_stop_fitting_and_name_the_checkpoint(tmp_path):
     dm = LogitPairDataModule(train=(x, t), batch_size=32, seed=0)
     module = AdapterFitModule(K=32, seed=0)
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_epochs=1)
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[ckpt])
+    trainer = L.Trainer(
+        max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[ckpt]
+    )
     with pytest.raises(NonFiniteLossError, match="non-finite"):
         trainer.fit(module, datamodule=dm)

@@ -38,7 +38,9 @@ def test_other_variants_match_hand_computation():
     assert base_change(tz, sf, sz, a)[0].tolist() == pytest.approx(
         [f[i] + a * (t[i] - s[i]) for i in range(3)], abs=1e-6
     )
-    assert ensemble(tz, sf, a)[0].tolist() == pytest.approx([a * f[i] + (1 - a) * t[i] for i in range(3)], abs=1e-6)
+    assert ensemble(tz, sf, a)[0].tolist() == pytest.approx(
+        [a * f[i] + (1 - a) * t[i] for i in range(3)], abs=1e-6
+    )
     assert self_ensemble(sz, sf, a)[0].tolist() == pytest.approx(
         [a * f[i] + (1 - a) * s[i] for i in range(3)], abs=1e-6
     )

@@ -78,9 +78,7 @@ def test_streamed_statistic_equals_one_shot():
     cc = accumulate_cross_covariance(iter(chunks))
     assert cc.count == 1000
     torch.testing.assert_close(cc.matrix, M)
-    torch.testing.assert_close(
-        regularized_procrustes(cc, lam=10.0), regularized_procrustes(M, lam=10.0)
-    )
+    torch.testing.assert_close(regularized_procrustes(cc, lam=10.0), regularized_procrustes(M, lam=10.0))
 
 
 def test_streamed_from_logits_uses_standardised_latents():
@@ -133,7 +131,13 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         )
         res = transfer_adapter_with_details(adapter, ls[shard], lt[shard], lam=50.0, chunk_size=40)
         torch.save(
-            {"M": cc.matrix, "n": cc.count, "Q": res.rotation, "W": res.adapter.W.clone(), "N": res.num_samples},
+            {
+                "M": cc.matrix,
+                "n": cc.count,
+                "Q": res.rotation,
+                "W": res.adapter.W.clone(),
+                "N": res.num_samples,
+            },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
     finally:

@@ -31,10 +31,19 @@ def guard_multirun_ddp(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     devices = cfg.trainer.get("devices", 1)
     num_nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
-    many = devices in (-1, "auto") or (isinstance(devices, int) and devices > 1) or \
-        (not isinstance(devices, int) and len(list(devices)) > 1) or num_nodes > 1
+    many = (
+        devices in (-1, "auto")
+        or (isinstance(devices, int) and devices > 1)
+        or (not isinstance(devices, int) and len(list(devices)) > 1)
+        or num_nodes > 1
+    )
     launcher = str(hc.launcher.get("_target_", ""))
-    if hc.mode == RunMode.MULTIRUN and cfg.trainer.get("strategy") == "ddp" and many and "submitit" not in launcher:
+    if (
+        hc.mode == RunMode.MULTIRUN
+        and cfg.trainer.get("strategy") == "ddp"
+        and many
+        and "submitit" not in launcher
+    ):
         from transmiter.config.validate import ConfigError
 
         raise ConfigError(
@@ -61,8 +70,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         print(describe_job(cfg, output_dir))
         return {}
     if cfg.get("skip_done", True) and job_status(output_dir)[0] == "done":
-        print(f"[skipped] {cfg.task_name}: {cfg.dataset.name} {cfg.setting.name} seed {cfg.seed} is done "
-              f"({output_dir}); delete its job.json to run it again")
+        print(
+            f"[skipped] {cfg.task_name}: {cfg.dataset.name} {cfg.setting.name} seed {cfg.seed} is done "
+            f"({output_dir}); delete its job.json to run it again"
+        )
         return {}
     validate_config(cfg)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -88,8 +99,15 @@ def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
     for result in results:
         path = write_record(ctx, result, subdir=None if len(results) == 1 else result.slug)
         metrics = {k: round(v, 2) for k, v in result.metrics.items()}
-        log.info("%s | %s | %s | seed %s: %s  (record: %s)", result.row, cfg.dataset.name,
-                 cfg.setting.name, cfg.seed, metrics, path)
+        log.info(
+            "%s | %s | %s | seed %s: %s  (record: %s)",
+            result.row,
+            cfg.dataset.name,
+            cfg.setting.name,
+            cfg.seed,
+            metrics,
+            path,
+        )
         print(f"{result.row} | {cfg.dataset.name} | {cfg.setting.name} | seed {cfg.seed}: {metrics}")
         paths.append(str(path))
     log_results(ctx, results)
@@ -106,13 +124,27 @@ def log_results(ctx, results) -> None:
         logger._prefix = ""
     flat = {}
     for r in results:
-        for k, v in {**r.metrics, **{f"cost/{c}": x for c, x in r.costs.items() if isinstance(x, int | float)}}.items():
+        for k, v in {
+            **r.metrics,
+            **{f"cost/{c}": x for c, x in r.costs.items() if isinstance(x, int | float)},
+        }.items():
             flat[f"results/{r.row}/{k}"] = float(v)
     logger.log_metrics(flat)
     if hasattr(logger, "log_table"):
         columns = ["dataset", "setting", "seed", "method", "base", "novel", "hm", "protocol"]
-        rows = [[ctx.cfg.dataset.name, ctx.cfg.setting.name, ctx.seed, r.row, r.metrics.get("base"),
-                 r.metrics.get("novel"), r.metrics.get("hm"), r.protocol] for r in results]
+        rows = [
+            [
+                ctx.cfg.dataset.name,
+                ctx.cfg.setting.name,
+                ctx.seed,
+                r.row,
+                r.metrics.get("base"),
+                r.metrics.get("novel"),
+                r.metrics.get("hm"),
+                r.protocol,
+            ]
+            for r in results
+        ]
         logger.log_table(key="results", columns=columns, data=rows)
 
 

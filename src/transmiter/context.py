@@ -90,8 +90,13 @@ class RunContext:
             ledger = json.loads(ledger_path.read_text())
         except (OSError, ValueError):
             ledger = {}
-        ledger[f"{name}/{result.key}"] = {"name": name, "key": result.key, "path": str(result.path),
-                                          "seconds": round(result.seconds, 3), "reused": result.reused}
+        ledger[f"{name}/{result.key}"] = {
+            "name": name,
+            "key": result.key,
+            "path": str(result.path),
+            "seconds": round(result.seconds, 3),
+            "reused": result.reused,
+        }
         tmp = ledger_path.with_suffix(f".tmp-{os.getpid()}")
         tmp.write_text(json.dumps(ledger, indent=1))
         os.replace(tmp, ledger_path)

@@ -48,10 +48,9 @@ def _data_status(cfg: DictConfig) -> str:
 
 
 def _weights_status(cfg: DictConfig) -> str:
+    from transmiter.config.validate import uses_pair
     from transmiter.instantiate import instantiate
     from transmiter.models.clip import weights_available
-
-    from transmiter.config.validate import uses_pair
 
     nodes = {"model": cfg.get("model")}
     if uses_pair(cfg):
@@ -68,8 +67,10 @@ def describe_job(cfg: DictConfig, output_dir: Path) -> str:
     from transmiter.config.validate import uses_pair
 
     who = cfg.pair.name if uses_pair(cfg) else cfg.model.get("name", cfg.model.arch)
-    line = (f"[{status:>7}] {cfg.task_name}: method={cfg.method.name} dataset={cfg.dataset.name} "
-            f"setting={cfg.setting.name} seed={cfg.seed} models={who}")
+    line = (
+        f"[{status:>7}] {cfg.task_name}: method={cfg.method.name} dataset={cfg.dataset.name} "
+        f"setting={cfg.setting.name} seed={cfg.seed} models={who}"
+    )
     if stages:
         line += f" | stages done: {', '.join(stages)}"
     if status != "done":

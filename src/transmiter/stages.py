@@ -51,7 +51,9 @@ class StageStore:
     def is_done(self, name: str, identity: Mapping[str, Any]) -> bool:
         return self._load(self.path(name, identity)) is not None
 
-    def run(self, name: str, identity: Mapping[str, Any], fn: Callable[[Path], dict[str, Any]]) -> StageResult:
+    def run(
+        self, name: str, identity: Mapping[str, Any], fn: Callable[[Path], dict[str, Any]]
+    ) -> StageResult:
         path = self.path(name, identity)
         done = self._load(path)
         if done is not None:
@@ -60,15 +62,21 @@ class StageStore:
         with _locked(path / ".lock"):
             done = self._load(path)  # another process may have finished it while we waited
             if done is not None:
-                return StageResult(name, path.name, path, done["outputs"], True,
-                                   float(done.get("seconds", 0.0)))
+                return StageResult(
+                    name, path.name, path, done["outputs"], True, float(done.get("seconds", 0.0))
+                )
             (path / "identity.json").write_text(json.dumps(identity, indent=1, sort_keys=True, default=str))
             start = time.perf_counter()
             outputs = fn(path)
             seconds = time.perf_counter() - start
-            record = {"name": name, "key": path.name, "identity_json": canonical_json(identity),
-                      "outputs": outputs, "seconds": seconds,
-                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            record = {
+                "name": name,
+                "key": path.name,
+                "identity_json": canonical_json(identity),
+                "outputs": outputs,
+                "seconds": seconds,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
             tmp = path / f".{DONE_FILE}.tmp-{os.getpid()}"
             tmp.write_text(json.dumps(record, indent=1, default=str))
             os.replace(tmp, path / DONE_FILE)

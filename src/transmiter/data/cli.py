@@ -23,8 +23,19 @@ def _dataset_choices() -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / "dataset").glob("*.yaml"))
 
 
-STUDY_DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-                  "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
+STUDY_DATASETS = (
+    "imagenet",
+    "caltech101",
+    "oxford_pets",
+    "stanford_cars",
+    "oxford_flowers",
+    "food101",
+    "fgvc_aircraft",
+    "sun397",
+    "dtd",
+    "eurosat",
+    "ucf101",
+)
 
 
 def check(overrides: list[str], only_study: bool = False) -> int:
@@ -69,8 +80,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--classes", type=int, default=None, help="fake: number of classes")
     parser.add_argument("--per-class", default="8,4,8", help="fake: train,val,test images per class")
     parser.add_argument("--image-size", type=int, default=32, help="fake: image side in pixels")
-    parser.add_argument("--only-study", action="store_true",
-                        help="check: the 11 datasets of the base-to-novel / base-to-base studies")
+    parser.add_argument(
+        "--only-study",
+        action="store_true",
+        help="check: the 11 datasets of the base-to-novel / base-to-base studies",
+    )
     args, overrides = parser.parse_known_args(argv)
     if args.command == "check":
         return check(overrides, args.only_study)

@@ -85,7 +85,10 @@ class AdapterFitModule(L.LightningModule):
     def _loss(self, out: Tensor, teacher: Tensor) -> Tensor:
         hp = self.hparams
         return distillation_kl(
-            out, teacher, teacher_temperature=hp.teacher_temperature, temperature=hp.temperature,
+            out,
+            teacher,
+            teacher_temperature=hp.teacher_temperature,
+            temperature=hp.temperature,
             coef=hp.loss_coef,
         )
 
@@ -102,8 +105,15 @@ class AdapterFitModule(L.LightningModule):
         loss = self._loss(out, teacher)
         agree = (out.argmax(dim=-1) == teacher.argmax(dim=-1)).float().mean()
         B = inputs.shape[0]
-        self.log(f"{stage}/kl", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=B,
-                 prog_bar=stage == "train")
+        self.log(
+            f"{stage}/kl",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=B,
+            prog_bar=stage == "train",
+        )
         self.log(f"{stage}/agreement", agree, on_step=False, on_epoch=True, sync_dist=True, batch_size=B)
         return loss
 

@@ -55,8 +55,9 @@ def cskip_top_k(num_classes: int, top_ratio: float = 0.5, max_top: int = 50) -> 
     return int(min(k, max_top, num_classes))
 
 
-def rank_keep_probabilities(num_classes: int, top_ratio: float = 0.5, max_top: int = 50,
-                            lam: float = 0.3) -> torch.Tensor:
+def rank_keep_probabilities(
+    num_classes: int, top_ratio: float = 0.5, max_top: int = 50, lam: float = 0.3
+) -> torch.Tensor:
     """p_r for every rank position r = 0..C-1 (float64)."""
     if lam <= 0:
         raise ValueError(f"lambda={lam} must be > 0")
@@ -72,8 +73,9 @@ def rank_keep_probabilities(num_classes: int, top_ratio: float = 0.5, max_top: i
     return p
 
 
-def expected_kept_classes(num_classes: int, top_ratio: float = 0.5, max_top: int = 50,
-                          lam: float = 0.3) -> float:
+def expected_kept_classes(
+    num_classes: int, top_ratio: float = 0.5, max_top: int = 50, lam: float = 0.3
+) -> float:
     """E[K'] = k + Σ p_r over the skippable ranks (label forcing can only add to it; with class-homogeneous
     batches the single ground truth is at rank 0, so this is exact). C=19 -> ≈11.1, C=5 -> 4, C=500 -> ≈77."""
     if top_ratio == 1:
@@ -81,7 +83,9 @@ def expected_kept_classes(num_classes: int, top_ratio: float = 0.5, max_top: int
     return float(rank_keep_probabilities(num_classes, top_ratio, max_top, lam).sum())
 
 
-def rank_classes(image_features: torch.Tensor, prototypes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def rank_classes(
+    image_features: torch.Tensor, prototypes: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Class ids sorted by max-over-batch similarity (descending, stable); batch labels come first."""
     img = torch.nn.functional.normalize(image_features.detach().float(), dim=-1)
     sim = img @ prototypes.detach().float().to(img.device).T  # [B, C]
@@ -90,8 +94,9 @@ def rank_classes(image_features: torch.Tensor, prototypes: torch.Tensor, labels:
     return torch.argsort(score, descending=True, stable=True)
 
 
-def select_classes(order: torch.Tensor, keep_rank: torch.Tensor,
-                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def select_classes(
+    order: torch.Tensor, keep_rank: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Kept class ids (ascending; every label forced in) and labels remapped to positions in that set."""
     keep_rank = keep_rank.to(order.device)
     kept_mask = torch.zeros(order.numel(), dtype=torch.bool, device=order.device)
@@ -105,10 +110,19 @@ def select_classes(order: torch.Tensor, keep_rank: torch.Tensor,
 class ClassSkipper:
     """Samples the kept class set of every training step (see the module docstring)."""
 
-    def __init__(self, num_classes: int, top_ratio: float = 0.5, max_top: int = 50, lam: float = 0.3,
-                 mask_mode: str = "step", seed: int = 0):
+    def __init__(
+        self,
+        num_classes: int,
+        top_ratio: float = 0.5,
+        max_top: int = 50,
+        lam: float = 0.3,
+        mask_mode: str = "step",
+        seed: int = 0,
+    ):
         if mask_mode not in ("step", "once"):
-            raise ValueError(f"cskip_mask={mask_mode!r}: use 'step' (fresh draw per step) or 'once' (reference)")
+            raise ValueError(
+                f"cskip_mask={mask_mode!r}: use 'step' (fresh draw per step) or 'once' (reference)"
+            )
         self.num_classes = int(num_classes)
         self.top_ratio = float(top_ratio)
         self.max_top = int(max_top)
@@ -137,8 +151,9 @@ class ClassSkipper:
             self.once_mask = self.draw_rank_mask(gen)
         return self.once_mask
 
-    def __call__(self, image_features: torch.Tensor, prototypes: torch.Tensor,
-                 labels: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def __call__(
+        self, image_features: torch.Tensor, prototypes: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(kept class ids or None when CSkip is off, remapped labels)."""
         if not self.active:
             return None, labels

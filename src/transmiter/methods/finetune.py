@@ -46,10 +46,24 @@ __all__ = ["FINETUNE_SETTINGS", "ClipTuningModule", "FinetuneCLIP", "NonFiniteLo
 # skip_tuning.md §3, FT baseline (`vit_b16_ep10_bs4`; the cross-dataset YAML uses 4 epochs). Batch 4 is the
 # DataModule's; FT never applies the Skip Tuning epoch divisor.
 FINETUNE_SETTINGS: dict[str, dict] = {
-    "base2novel": {"lr": 1e-5, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 10, "warmup_epochs": 0,
-                   "warmup_lr": None, "batch_size": 4},
-    "cross": {"lr": 1e-5, "momentum": 0.9, "weight_decay": 5e-4, "epochs": 4, "warmup_epochs": 0,
-              "warmup_lr": None, "batch_size": 4},
+    "base2novel": {
+        "lr": 1e-5,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "epochs": 10,
+        "warmup_epochs": 0,
+        "warmup_lr": None,
+        "batch_size": 4,
+    },
+    "cross": {
+        "lr": 1e-5,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "epochs": 4,
+        "warmup_epochs": 0,
+        "warmup_lr": None,
+        "batch_size": 4,
+    },
 }
 
 TEXT_CHUNK = 256  # prompts per text-encoder call when building evaluation heads
@@ -92,8 +106,14 @@ def _check_template(template: str) -> str:
 class ClipTuningModule(L.LightningModule):
     """Shared base: prompts, evaluation heads, val/test/predict steps, the non-finite loss guard."""
 
-    def __init__(self, model: nn.Module, tokenizer, classnames: Sequence[str], template: str,
-                 eval_classnames: Mapping[str, Sequence[str]] | Sequence[str] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        classnames: Sequence[str],
+        template: str,
+        eval_classnames: Mapping[str, Sequence[str]] | Sequence[str] | None = None,
+    ):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
@@ -101,10 +121,12 @@ class ClipTuningModule(L.LightningModule):
         self.template = _check_template(template)
         self.eval_sets = _plain_eval_sets(eval_classnames, self.classnames)
         self.eval_order: list[str] = [next(iter(self.eval_sets))]
-        self.test_metrics = nn.ModuleDict({
-            self._metric_key(name): MulticlassAccuracy(num_classes=max(2, len(names)), average="micro")
-            for name, names in self.eval_sets.items()
-        })
+        self.test_metrics = nn.ModuleDict(
+            {
+                self._metric_key(name): MulticlassAccuracy(num_classes=max(2, len(names)), average="micro")
+                for name, names in self.eval_sets.items()
+            }
+        )
         self.val_metric = MulticlassAccuracy(num_classes=max(2, len(self.classnames)), average="micro")
         self.register_buffer("train_token_ids", self.tokenize(self.classnames), persistent=False)
         self._heads: dict[str, torch.Tensor] = {}
@@ -123,8 +145,10 @@ class ClipTuningModule(L.LightningModule):
     def text_features(self, classnames: Sequence[str]) -> torch.Tensor:
         """L2-normalised text features [C, D] of one prompt per class, with the current weights."""
         ids = self.tokenize(classnames).to(self.device)
-        feats = [self.model.encode_text(ids[i : i + TEXT_CHUNK], normalize=True).float()
-                 for i in range(0, ids.shape[0], TEXT_CHUNK)]
+        feats = [
+            self.model.encode_text(ids[i : i + TEXT_CHUNK], normalize=True).float()
+            for i in range(0, ids.shape[0], TEXT_CHUNK)
+        ]
         return torch.cat(feats)
 
     def logit_scale_exp(self) -> torch.Tensor:
@@ -180,8 +204,13 @@ class ClipTuningModule(L.LightningModule):
         images, labels = batch[0], batch[1]
         logits = self._eval_logits(images, "__train__")
         self.val_metric.update(logits.float(), labels)
-        self.log("val/loss", F.cross_entropy(logits.float(), labels), on_epoch=True, sync_dist=True,
-                 add_dataloader_idx=False)
+        self.log(
+            "val/loss",
+            F.cross_entropy(logits.float(), labels),
+            on_epoch=True,
+            sync_dist=True,
+            add_dataloader_idx=False,
+        )
         self.log("val/acc", self.val_metric, on_epoch=True, prog_bar=True, add_dataloader_idx=False)
 
     def on_test_epoch_start(self) -> None:
@@ -240,19 +269,37 @@ class ClipTuningModule(L.LightningModule):
 class FinetuneCLIP(ClipTuningModule):
     """The FT baseline: every block of both towers fine-tuned, CE over all training classes per step."""
 
-    def __init__(self, model: nn.Module, tokenizer, classnames: Sequence[str], template: str = "a photo of a {}.",
-                 *, lr: float = 1e-5, momentum: float = 0.9, weight_decay: float = 5e-4, epochs: int = 10,
-                 warmup_epochs: int = 0, warmup_lr: float | None = None,
-                 eval_classnames: Mapping[str, Sequence[str]] | Sequence[str] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        classnames: Sequence[str],
+        template: str = "a photo of a {}.",
+        *,
+        lr: float = 1e-5,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        epochs: int = 10,
+        warmup_epochs: int = 0,
+        warmup_lr: float | None = None,
+        eval_classnames: Mapping[str, Sequence[str]] | Sequence[str] | None = None,
+    ):
         super().__init__(model, tokenizer, classnames, template, eval_classnames)
         if epochs < 1:
             raise ValueError(f"epochs={epochs} must be >= 1")
-        self.save_hyperparameters({
-            "classnames": self.classnames, "template": self.template, "lr": float(lr),
-            "momentum": float(momentum), "weight_decay": float(weight_decay), "epochs": int(epochs),
-            "warmup_epochs": int(warmup_epochs), "warmup_lr": None if warmup_lr is None else float(warmup_lr),
-            "eval_classnames": {k: list(v) for k, v in self.eval_sets.items()},
-        })
+        self.save_hyperparameters(
+            {
+                "classnames": self.classnames,
+                "template": self.template,
+                "lr": float(lr),
+                "momentum": float(momentum),
+                "weight_decay": float(weight_decay),
+                "epochs": int(epochs),
+                "warmup_epochs": int(warmup_epochs),
+                "warmup_lr": None if warmup_lr is None else float(warmup_lr),
+                "eval_classnames": {k: list(v) for k, v in self.eval_sets.items()},
+            }
+        )
         self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
         self.epochs, self.warmup_epochs = int(epochs), int(warmup_epochs)
         self.warmup_lr = None if warmup_lr is None else float(warmup_lr)
@@ -279,6 +326,8 @@ class FinetuneCLIP(ClipTuningModule):
     def configure_optimizers(self):
         self.warn_epoch_mismatch(self.epochs)
         params = self.trainable_parameters()
-        optimizer = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        optimizer = torch.optim.SGD(
+            params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
         scheduler = build_epoch_scheduler(optimizer, self.epochs, self.warmup_epochs, self.warmup_lr)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

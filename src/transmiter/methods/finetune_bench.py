@@ -49,12 +49,29 @@ TINY_VIT_CONFIG: dict = {
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 48, "heads": 4, "layers": 4},
 }
 
-COLOUR_NAMES = ["red", "green", "blue", "yellow", "cyan", "magenta", "white", "black", "orange", "purple",
-                "grey", "brown", "pink", "olive", "navy", "teal"]
+COLOUR_NAMES = [
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "cyan",
+    "magenta",
+    "white",
+    "black",
+    "orange",
+    "purple",
+    "grey",
+    "brown",
+    "pink",
+    "olive",
+    "navy",
+    "teal",
+]
 
 
-def register_tiny_config(name: str = "transmiter-tiny-vit", config: dict | None = None,
-                         directory: str | os.PathLike | None = None) -> str:
+def register_tiny_config(
+    name: str = "transmiter-tiny-vit", config: dict | None = None, directory: str | os.PathLike | None = None
+) -> str:
     """Register a tiny open_clip ViT config (JSON) so `open_clip.create_model(name)` and
     `open_clip.get_tokenizer(name)` work; idempotent for an unchanged config."""
     import open_clip
@@ -78,15 +95,39 @@ class SolidColourDataset(Dataset):
     (distinct for up to 16 classes, then seeded random colours). Values are roughly CLIP-normalised.
     """
 
-    def __init__(self, num_classes: int, per_class: int, image_size: int = 32, noise: float = 0.3,
-                 augment: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        num_classes: int,
+        per_class: int,
+        image_size: int = 32,
+        noise: float = 0.3,
+        augment: bool = False,
+        seed: int = 0,
+    ):
         self.num_classes, self.per_class, self.image_size = int(num_classes), int(per_class), int(image_size)
         self.noise, self.augment, self.seed = float(noise), bool(augment), int(seed)
         gen = torch.Generator().manual_seed(1234)
-        palette = torch.tensor([
-            [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1], [0, 0, 0],
-            [1, .5, 0], [.5, 0, 1], [.5, .5, .5], [.6, .3, 0], [1, .6, .8], [.5, .5, 0], [0, 0, .5], [0, .5, .5],
-        ], dtype=torch.float32)
+        palette = torch.tensor(
+            [
+                [1, 0, 0],
+                [0, 1, 0],
+                [0, 0, 1],
+                [1, 1, 0],
+                [0, 1, 1],
+                [1, 0, 1],
+                [1, 1, 1],
+                [0, 0, 0],
+                [1, 0.5, 0],
+                [0.5, 0, 1],
+                [0.5, 0.5, 0.5],
+                [0.6, 0.3, 0],
+                [1, 0.6, 0.8],
+                [0.5, 0.5, 0],
+                [0, 0, 0.5],
+                [0, 0.5, 0.5],
+            ],
+            dtype=torch.float32,
+        )
         if self.num_classes > len(palette):
             palette = torch.cat([palette, torch.rand(self.num_classes - len(palette), 3, generator=gen)])
         self.colours = (palette[: self.num_classes] - 0.5) / 0.27
@@ -175,8 +216,17 @@ def _saved_bytes(fn) -> int:
     return sum(seen.values())
 
 
-def _run_variant(kind: str, model_name: str, num_classes: int, image_size: int, steps: int, batch: int,
-                 device: str, omega: int | None, seed: int) -> dict:
+def _run_variant(
+    kind: str,
+    model_name: str,
+    num_classes: int,
+    image_size: int,
+    steps: int,
+    batch: int,
+    device: str,
+    omega: int | None,
+    seed: int,
+) -> dict:
     import open_clip
 
     from transmiter.methods.finetune import FinetuneCLIP
@@ -205,9 +255,18 @@ def _run_variant(kind: str, model_name: str, num_classes: int, image_size: int, 
         def loss_of(b):
             return module.compute_loss(*b)
     else:
-        module = SkipTuningCLIP(model, tokenizer, names, train_dataset=data, omega=omega, batch_size=batch,
-                                class_homogeneous=True, warmup_epochs=0, warmup_lr=None,
-                                extraction_batch_size=64).to(dev)
+        module = SkipTuningCLIP(
+            model,
+            tokenizer,
+            names,
+            train_dataset=data,
+            omega=omega,
+            batch_size=batch,
+            class_homogeneous=True,
+            warmup_epochs=0,
+            warmup_lr=None,
+            extraction_batch_size=64,
+        ).to(dev)
         module.setup_training_data()
         module.prepare_static()
         if dev.type == "cuda":
@@ -281,9 +340,18 @@ def _child(queue, args):
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def compare_ft_vs_skip(model_name: str, num_classes: int, image_size: int, steps: int, batch: int, *,
-                       device: str | None = None, omega: int | None = None, seed: int = 0,
-                       isolate: bool = True) -> dict:
+def compare_ft_vs_skip(
+    model_name: str,
+    num_classes: int,
+    image_size: int,
+    steps: int,
+    batch: int,
+    *,
+    device: str | None = None,
+    omega: int | None = None,
+    seed: int = 0,
+    isolate: bool = True,
+) -> dict:
     """Time per step and peak memory of FT vs Skip Tuning side by side (see the module docstring).
 
     Returns {"ft": {...}, "skip": {...}, "ratio": {metric: ft / skip}, "setup": {...}}.
@@ -291,15 +359,27 @@ def compare_ft_vs_skip(model_name: str, num_classes: int, image_size: int, steps
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     results = {}
     for kind in ("ft", "skip"):
-        args = dict(kind=kind, model_name=model_name, num_classes=num_classes, image_size=image_size,
-                    steps=steps, batch=batch, device=device, omega=omega, seed=seed)
+        args = dict(
+            kind=kind,
+            model_name=model_name,
+            num_classes=num_classes,
+            image_size=image_size,
+            steps=steps,
+            batch=batch,
+            device=device,
+            omega=omega,
+            seed=seed,
+        )
         if isolate:
             import open_clip.factory as oc_factory
 
             ctx = mp.get_context("spawn")
             queue = ctx.Queue()
-            child_args = dict(args, threads=torch.get_num_threads(),
-                              config_paths=[str(p) for p in oc_factory._MODEL_CONFIG_PATHS])
+            child_args = dict(
+                args,
+                threads=torch.get_num_threads(),
+                config_paths=[str(p) for p in oc_factory._MODEL_CONFIG_PATHS],
+            )
             proc = ctx.Process(target=_child, args=(queue, child_args))
             proc.start()
             status, payload = queue.get()
@@ -314,6 +394,13 @@ def compare_ft_vs_skip(model_name: str, num_classes: int, image_size: int, steps
         ft, sk = results["ft"].get(key), results["skip"].get(key)
         ratio[key] = (ft / sk) if ft is not None and sk else float("nan")
     results["ratio"] = ratio
-    results["setup"] = {"model": model_name, "num_classes": num_classes, "image_size": image_size,
-                        "steps": steps, "batch": batch, "device": device, "isolated": isolate}
+    results["setup"] = {
+        "model": model_name,
+        "num_classes": num_classes,
+        "image_size": image_size,
+        "steps": steps,
+        "batch": batch,
+        "device": device,
+        "isolated": isolate,
+    }
     return results

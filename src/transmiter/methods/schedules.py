@@ -21,7 +21,14 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["EpochLambda", "build_epoch_scheduler", "cosine_factor", "effective_epochs", "lr_at_epoch", "lr_factor"]
+__all__ = [
+    "EpochLambda",
+    "build_epoch_scheduler",
+    "cosine_factor",
+    "effective_epochs",
+    "lr_at_epoch",
+    "lr_factor",
+]
 
 
 def cosine_factor(step: float, total: int) -> float:
@@ -39,8 +46,9 @@ def lr_factor(epoch: int, total_epochs: int, warmup_epochs: int = 0) -> float:
     return cosine_factor(epoch - warmup_epochs, total_epochs)
 
 
-def lr_at_epoch(base_lr: float, epoch: int, total_epochs: int, warmup_epochs: int = 0,
-                warmup_lr: float | None = None) -> float:
+def lr_at_epoch(
+    base_lr: float, epoch: int, total_epochs: int, warmup_epochs: int = 0, warmup_lr: float | None = None
+) -> float:
     """The learning rate used throughout `epoch` (0-based)."""
     if epoch < warmup_epochs:
         if warmup_lr is None:
@@ -52,8 +60,9 @@ def lr_at_epoch(base_lr: float, epoch: int, total_epochs: int, warmup_epochs: in
 class EpochLambda:
     """Picklable LambdaLR multiplier for one param group (a callable object, so LambdaLR saves its state)."""
 
-    def __init__(self, base_lr: float, total_epochs: int, warmup_epochs: int = 0,
-                 warmup_lr: float | None = None):
+    def __init__(
+        self, base_lr: float, total_epochs: int, warmup_epochs: int = 0, warmup_lr: float | None = None
+    ):
         if warmup_epochs > 0 and warmup_lr is None:
             raise ValueError("warmup_epochs > 0 needs a warmup_lr")
         if base_lr <= 0:
@@ -64,11 +73,18 @@ class EpochLambda:
         self.warmup_lr = None if warmup_lr is None else float(warmup_lr)
 
     def __call__(self, epoch: int) -> float:
-        return lr_at_epoch(self.base_lr, epoch, self.total_epochs, self.warmup_epochs, self.warmup_lr) / self.base_lr
+        return (
+            lr_at_epoch(self.base_lr, epoch, self.total_epochs, self.warmup_epochs, self.warmup_lr)
+            / self.base_lr
+        )
 
 
-def build_epoch_scheduler(optimizer: torch.optim.Optimizer, total_epochs: int, warmup_epochs: int = 0,
-                          warmup_lr: float | None = None) -> LambdaLR:
+def build_epoch_scheduler(
+    optimizer: torch.optim.Optimizer,
+    total_epochs: int,
+    warmup_epochs: int = 0,
+    warmup_lr: float | None = None,
+) -> LambdaLR:
     """LambdaLR over epochs, one multiplier per param group (each group's own base lr, shared warm-up lr)."""
     lambdas = [
         EpochLambda(group["lr"], total_epochs, warmup_epochs, warmup_lr) for group in optimizer.param_groups

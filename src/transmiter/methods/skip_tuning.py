@@ -82,9 +82,16 @@ __all__ = [
 # skip_tuning.md §3. The lead mirrors these in YAML.
 SKIP_TUNING_COMMON: dict = {
     "omega": None,  # None -> image depth // 2 (6 for ViT-B-16)
-    "top_ratio": 0.5, "max_top": 50, "lam": 0.3, "cskip_mask": "step",
-    "drop_ratio": 0.0, "token_drop": "batch",
-    "batch_size": 4, "momentum": 0.9, "weight_decay": 5e-4, "extraction_batch_size": 128,
+    "top_ratio": 0.5,
+    "max_top": 50,
+    "lam": 0.3,
+    "cskip_mask": "step",
+    "drop_ratio": 0.0,
+    "token_drop": "batch",
+    "batch_size": 4,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "extraction_batch_size": 128,
 }
 SKIP_TUNING_SETTINGS: dict[str, dict] = {
     "base2novel": {"text_lr": 2e-5, "image_lr": 5e-6, "epochs": 20, "warmup_epochs": 1, "warmup_lr": 1e-6},
@@ -100,7 +107,9 @@ _DTYPES = {"float16": torch.float16, "float32": torch.float32}
 def skip_tuning_settings(setting: str) -> dict:
     """The §3 defaults of one setting ('base2novel' | 'cross' | 'fewshot'), common keys included."""
     if setting not in SKIP_TUNING_SETTINGS:
-        raise ValueError(f"unknown Skip Tuning setting {setting!r}; choose from {sorted(SKIP_TUNING_SETTINGS)}")
+        raise ValueError(
+            f"unknown Skip Tuning setting {setting!r}; choose from {sorted(SKIP_TUNING_SETTINGS)}"
+        )
     return {**SKIP_TUNING_COMMON, **SKIP_TUNING_SETTINGS[setting]}
 
 
@@ -142,8 +151,9 @@ def dataset_labels(dataset: Dataset, labels: Sequence[int] | None = None) -> lis
     return out
 
 
-def drop_tokens(tokens: torch.Tensor, drop_ratio: float, mode: str = "batch",
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def drop_tokens(
+    tokens: torch.Tensor, drop_ratio: float, mode: str = "batch", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Remove ceil((L-1)·r) patch tokens, r ~ U(0, drop_ratio); CLS (position 0) is always kept.
 
     mode "batch": the same positions for the whole batch (the reference); "sample": per-sample positions.
@@ -179,8 +189,13 @@ class ImageTokenCache:
     Storage is reused from epoch to epoch when the row count and token shape do not change.
     """
 
-    def __init__(self, num_items: int, dtype: torch.dtype = torch.float16, cache_dir: str | os.PathLike | None = None,
-                 tag: str = "rank0"):
+    def __init__(
+        self,
+        num_items: int,
+        dtype: torch.dtype = torch.float16,
+        cache_dir: str | os.PathLike | None = None,
+        tag: str = "rank0",
+    ):
         if dtype not in (torch.float16, torch.float32):
             raise ValueError(f"cache dtype {dtype} not supported; use torch.float16 or torch.float32")
         self.num_items = int(num_items)
@@ -272,17 +287,41 @@ class _CachedTokenBatches(IterableDataset):
 class SkipTuningCLIP(ClipTuningModule):
     """Skip Tuning of an open_clip ViT CLIP (any size). See the module docstring."""
 
-    def __init__(self, model: nn.Module, tokenizer, classnames: Sequence[str], template: str = "a photo of a {}.",
-                 *, train_dataset: Dataset | None = None, train_labels: Sequence[int] | None = None,
-                 omega: int | None = None, text_omega: int | None = None,
-                 text_lr: float = 2e-5, image_lr: float = 5e-6, momentum: float = 0.9, weight_decay: float = 5e-4,
-                 epochs: int = 20, epoch_divisor: int = 1, warmup_epochs: int = 1, warmup_lr: float | None = 1e-6,
-                 batch_size: int = 4, shots: int | None = None, class_homogeneous: bool | None = None,
-                 seed: int = 0, top_ratio: float = 0.5, max_top: int = 50, lam: float = 0.3,
-                 cskip_mask: str = "step", drop_ratio: float = 0.0, token_drop: str = "batch",
-                 extraction_batch_size: int = 128, extraction_workers: int = 0, cache_dtype: str = "float16",
-                 cache_dir: str | None = None,
-                 eval_classnames: Mapping[str, Sequence[str]] | Sequence[str] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        classnames: Sequence[str],
+        template: str = "a photo of a {}.",
+        *,
+        train_dataset: Dataset | None = None,
+        train_labels: Sequence[int] | None = None,
+        omega: int | None = None,
+        text_omega: int | None = None,
+        text_lr: float = 2e-5,
+        image_lr: float = 5e-6,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        epochs: int = 20,
+        epoch_divisor: int = 1,
+        warmup_epochs: int = 1,
+        warmup_lr: float | None = 1e-6,
+        batch_size: int = 4,
+        shots: int | None = None,
+        class_homogeneous: bool | None = None,
+        seed: int = 0,
+        top_ratio: float = 0.5,
+        max_top: int = 50,
+        lam: float = 0.3,
+        cskip_mask: str = "step",
+        drop_ratio: float = 0.0,
+        token_drop: str = "batch",
+        extraction_batch_size: int = 128,
+        extraction_workers: int = 0,
+        cache_dtype: str = "float16",
+        cache_dir: str | None = None,
+        eval_classnames: Mapping[str, Sequence[str]] | Sequence[str] | None = None,
+    ):
         check_splittable(model)
         super().__init__(model, tokenizer, classnames, template, eval_classnames)
         if cache_dtype not in _DTYPES:
@@ -294,20 +333,37 @@ class SkipTuningCLIP(ClipTuningModule):
         if warmup_epochs > 0 and warmup_lr is None:
             raise ValueError("warmup_epochs > 0 needs warmup_lr (1e-6 base2novel, 1e-8 cross)")
         self.omega, self.text_omega = resolve_omegas(model, omega, text_omega)
-        self.save_hyperparameters({
-            "classnames": self.classnames, "template": self.template,
-            "omega": omega, "text_omega": text_omega,
-            "text_lr": float(text_lr), "image_lr": float(image_lr), "momentum": float(momentum),
-            "weight_decay": float(weight_decay), "epochs": int(epochs), "epoch_divisor": int(epoch_divisor),
-            "warmup_epochs": int(warmup_epochs), "warmup_lr": None if warmup_lr is None else float(warmup_lr),
-            "batch_size": int(batch_size), "shots": None if shots is None else int(shots),
-            "class_homogeneous": class_homogeneous, "seed": int(seed), "top_ratio": float(top_ratio),
-            "max_top": int(max_top), "lam": float(lam), "cskip_mask": str(cskip_mask),
-            "drop_ratio": float(drop_ratio), "token_drop": str(token_drop),
-            "extraction_batch_size": int(extraction_batch_size), "extraction_workers": int(extraction_workers),
-            "cache_dtype": str(cache_dtype), "cache_dir": None if cache_dir is None else str(cache_dir),
-            "eval_classnames": {k: list(v) for k, v in self.eval_sets.items()},
-        })
+        self.save_hyperparameters(
+            {
+                "classnames": self.classnames,
+                "template": self.template,
+                "omega": omega,
+                "text_omega": text_omega,
+                "text_lr": float(text_lr),
+                "image_lr": float(image_lr),
+                "momentum": float(momentum),
+                "weight_decay": float(weight_decay),
+                "epochs": int(epochs),
+                "epoch_divisor": int(epoch_divisor),
+                "warmup_epochs": int(warmup_epochs),
+                "warmup_lr": None if warmup_lr is None else float(warmup_lr),
+                "batch_size": int(batch_size),
+                "shots": None if shots is None else int(shots),
+                "class_homogeneous": class_homogeneous,
+                "seed": int(seed),
+                "top_ratio": float(top_ratio),
+                "max_top": int(max_top),
+                "lam": float(lam),
+                "cskip_mask": str(cskip_mask),
+                "drop_ratio": float(drop_ratio),
+                "token_drop": str(token_drop),
+                "extraction_batch_size": int(extraction_batch_size),
+                "extraction_workers": int(extraction_workers),
+                "cache_dtype": str(cache_dtype),
+                "cache_dir": None if cache_dir is None else str(cache_dir),
+                "eval_classnames": {k: list(v) for k, v in self.eval_sets.items()},
+            }
+        )
         self.text_lr, self.image_lr = float(text_lr), float(image_lr)
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
         self.epochs = effective_epochs(int(epochs), int(epoch_divisor))
@@ -316,7 +372,10 @@ class SkipTuningCLIP(ClipTuningModule):
         self.batch_size, self.shots, self.seed = int(batch_size), shots, int(seed)
         self.class_homogeneous = class_homogeneous
         self.drop_ratio, self.token_drop = float(drop_ratio), token_drop
-        self.extraction_batch_size, self.extraction_workers = int(extraction_batch_size), int(extraction_workers)
+        self.extraction_batch_size, self.extraction_workers = (
+            int(extraction_batch_size),
+            int(extraction_workers),
+        )
         self.cache_dtype = _DTYPES[cache_dtype]
         self.cache_dir = cache_dir
         self.skipper = ClassSkipper(len(self.classnames), top_ratio, max_top, lam, cskip_mask, seed)
@@ -375,8 +434,15 @@ class SkipTuningCLIP(ClipTuningModule):
         self.train_labels_tensor = torch.as_tensor(labels, dtype=torch.long)
         world, rank = self._world()
         mode = None if self.class_homogeneous is None else ("class" if self.class_homogeneous else "random")
-        self.batch_sampler = ClassBatchSampler(labels, self.batch_size, mode=mode, shots=self.shots,
-                                               seed=self.seed, num_replicas=world, rank=rank)
+        self.batch_sampler = ClassBatchSampler(
+            labels,
+            self.batch_size,
+            mode=mode,
+            shots=self.shots,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+        )
         if len(self.batch_sampler) == 0:
             raise ValueError(
                 f"{self.batch_sampler.total_batches()} training batches cannot be shared by {world} ranks"
@@ -402,11 +468,15 @@ class SkipTuningCLIP(ClipTuningModule):
         try:
             ids = self.train_token_ids
             if self.text_cache is None or self.text_cache.device != ids.device:
-                chunks = [text_front(self.model, ids[i : i + 256], self.text_omega).to(self.cache_dtype)
-                          for i in range(0, ids.shape[0], 256)]
+                chunks = [
+                    text_front(self.model, ids[i : i + 256], self.text_omega).to(self.cache_dtype)
+                    for i in range(0, ids.shape[0], 256)
+                ]
                 self.text_cache = torch.cat(chunks)
             if not bool(self.cskip_prototypes_ready):
-                self.cskip_prototypes.copy_(self.text_features(self.classnames).to(self.cskip_prototypes.dtype))
+                self.cskip_prototypes.copy_(
+                    self.text_features(self.classnames).to(self.cskip_prototypes.dtype)
+                )
                 self.cskip_prototypes_ready.fill_(True)
         finally:
             self.model.train(was_training)
@@ -422,9 +492,13 @@ class SkipTuningCLIP(ClipTuningModule):
             return
         self.batch_sampler.set_epoch(epoch)
         rows = self.batch_sampler.indices_for_epoch(epoch)
-        loader = DataLoader(Subset(self.train_dataset, rows), batch_size=self.extraction_batch_size,
-                            shuffle=False, num_workers=self.extraction_workers,
-                            pin_memory=self.device.type == "cuda")
+        loader = DataLoader(
+            Subset(self.train_dataset, rows),
+            batch_size=self.extraction_batch_size,
+            shuffle=False,
+            num_workers=self.extraction_workers,
+            pin_memory=self.device.type == "cuda",
+        )
         was_training = self.model.training
         self.model.eval()
         pos = 0
@@ -485,14 +559,17 @@ class SkipTuningCLIP(ClipTuningModule):
         for name, p in self.model.named_parameters():
             if p.requires_grad:
                 (image if name.startswith("visual.") else text).append(p)
-        groups = [{"params": text, "lr": self.text_lr, "name": "text"},
-                  {"params": image, "lr": self.image_lr, "name": "image"}]
+        groups = [
+            {"params": text, "lr": self.text_lr, "name": "text"},
+            {"params": image, "lr": self.image_lr, "name": "image"},
+        ]
         return [g for g in groups if g["params"]]
 
     def configure_optimizers(self):
         self.warn_epoch_mismatch(self.epochs)
-        optimizer = torch.optim.SGD(self.param_groups(), lr=self.text_lr, momentum=self.momentum,
-                                    weight_decay=self.weight_decay)
+        optimizer = torch.optim.SGD(
+            self.param_groups(), lr=self.text_lr, momentum=self.momentum, weight_decay=self.weight_decay
+        )
         scheduler = build_epoch_scheduler(optimizer, self.epochs, self.warmup_epochs, self.warmup_lr)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 

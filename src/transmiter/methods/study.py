@@ -22,12 +22,20 @@ ROLES = ("source", "target")
 
 
 class Study:
-    def __init__(self, name: str, methods: Mapping[str, Any], single_model: Sequence[str] = (),
-                 transfer: Sequence[str] = (), roles: Sequence[str] = ROLES):
+    def __init__(
+        self,
+        name: str,
+        methods: Mapping[str, Any],
+        single_model: Sequence[str] = (),
+        transfer: Sequence[str] = (),
+        roles: Sequence[str] = ROLES,
+    ):
         unknown = [m for m in [*single_model, *transfer] if m not in methods]
         if unknown:
-            raise ValueError(f"method.single_model/transfer name {unknown}, not in method.methods "
-                             f"({', '.join(methods)}); add them under method.methods")
+            raise ValueError(
+                f"method.single_model/transfer name {unknown}, not in method.methods "
+                f"({', '.join(methods)}); add them under method.methods"
+            )
         bad = [r for r in roles if r not in ROLES]
         if bad:
             raise ValueError(f"method.roles={list(roles)}: use a subset of {ROLES}")

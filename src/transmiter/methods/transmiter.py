@@ -44,12 +44,32 @@ from transmiter.models.heads import text_head
 from transmiter.models.templates import template_set
 
 PROTOCOL = "masked-joint"
-_FIT_DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "weight_decay": 1e-3, "warmup_ratio": 0.05,
-                 "teacher_temperature": 0.5, "temperature": 1.0, "noise_alpha": 0.5, "noise_p": 0.5,
-                 "noise_mode": "batch", "mlp_ratio": 4, "depth": 1}
-_REFINE_DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 1e-4, "weight_decay": 1e-3, "warmup_ratio": 0.1,
-                    "noise_alpha": 0.5, "noise_p": 0.5, "noise_mode": "batch", "projection": "orthogonal",
-                    "select_on_val": False}
+_FIT_DEFAULTS = {
+    "epochs": 10,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "weight_decay": 1e-3,
+    "warmup_ratio": 0.05,
+    "teacher_temperature": 0.5,
+    "temperature": 1.0,
+    "noise_alpha": 0.5,
+    "noise_p": 0.5,
+    "noise_mode": "batch",
+    "mlp_ratio": 4,
+    "depth": 1,
+}
+_REFINE_DEFAULTS = {
+    "epochs": 10,
+    "batch_size": 128,
+    "lr": 1e-4,
+    "weight_decay": 1e-3,
+    "warmup_ratio": 0.1,
+    "noise_alpha": 0.5,
+    "noise_p": 0.5,
+    "noise_mode": "batch",
+    "projection": "orthogonal",
+    "select_on_val": False,
+}
 
 
 class MaskedHead(nn.Module):
@@ -151,8 +171,10 @@ class TransferMethod:
         items = [d for d in splits.train if d.label in keep]
         views = [ViewSpec("train", v, seed=ctx.seed) for v in range(self.views)]
         what = "all training images" if self.fit_images == "all" else f"{shots}-shot training images"
-        description = (f"{what} of the {len(keep)} training classes ({ctx.cfg.setting.train_subsample}), "
-                       f"{len(items)} images x {self.views} augmented views, no labels")
+        description = (
+            f"{what} of the {len(keep)} training classes ({ctx.cfg.setting.train_subsample}), "
+            f"{len(items)} images x {self.views} augmented views, no labels"
+        )
         fingerprint = _digest([f"{d.impath}\t{d.label}" for d in items] + [repr(v) for v in views])
         return FitData(items, views, description, fingerprint)
 
@@ -161,17 +183,32 @@ class TransferMethod:
         from transmiter.transfer.vocabulary import select_auxiliary_names
 
         classnames = list(self._all_splits(ctx).classnames)
-        aux = select_auxiliary_names(classnames, self.K, seed=ctx.seed, vocabulary=self.aux_vocabulary,
-                                     strategy=self.aux_strategy, grow_k=self.grow_k)
+        aux = select_auxiliary_names(
+            classnames,
+            self.K,
+            seed=ctx.seed,
+            vocabulary=self.aux_vocabulary,
+            strategy=self.aux_strategy,
+            grow_k=self.grow_k,
+        )
         return classnames, aux
 
     def _templates(self, ctx, kind: str | None = None) -> list[str]:
-        return template_set(ctx.dataset_spec.name, kind or self.templates,
-                            overrides=dataset_templates(ctx.cfg.dataset))
+        return template_set(
+            ctx.dataset_spec.name, kind or self.templates, overrides=dataset_templates(ctx.cfg.dataset)
+        )
 
     # ------------------------------------------------------------------ logits from the caches
-    def logits(self, ctx, bundle, items, views: Sequence[ViewSpec], names: Sequence[str],
-               templates: Sequence[str], subset: str) -> torch.Tensor:
+    def logits(
+        self,
+        ctx,
+        bundle,
+        items,
+        views: Sequence[ViewSpec],
+        names: Sequence[str],
+        templates: Sequence[str],
+        subset: str,
+    ) -> torch.Tensor:
         """[len(views) * N, len(names)] logits of `bundle` (features and heads from the caches)."""
         with ctx.timed("text_head_s"):
             head = text_head(bundle, list(names), list(templates), cache=ctx.head_cache)
@@ -199,20 +236,37 @@ class TransferMethod:
         names = classnames + aux
         data = self.fit_data(ctx)
         source, tuned = self.source_models(ctx)
-        identity = {"stage": "adapter_fit/v1", "source": source.identity, "teacher": tuned.identity,
-                    "dataset": ctx.dataset_spec.name, "names": _digest(names), "data": data.fingerprint,
-                    "templates": self._templates(ctx), "teacher_templates": self._teacher_templates(ctx),
-                    "fit": self.fit_cfg, "K": len(names), "seed": ctx.seed}
+        identity = {
+            "stage": "adapter_fit/v1",
+            "source": source.identity,
+            "teacher": tuned.identity,
+            "dataset": ctx.dataset_spec.name,
+            "names": _digest(names),
+            "data": data.fingerprint,
+            "templates": self._templates(ctx),
+            "teacher_templates": self._teacher_templates(ctx),
+            "fit": self.fit_cfg,
+            "K": len(names),
+            "seed": ctx.seed,
+        }
 
         def work(stage_dir: Path) -> dict:
             inputs = self.logits(ctx, source, data.items, data.views, names, self._templates(ctx), "fit")
-            teacher = self.logits(ctx, tuned, data.items, data.views, classnames,
-                                  self._teacher_templates(ctx), "fit")
+            teacher = self.logits(
+                ctx, tuned, data.items, data.views, classnames, self._teacher_templates(ctx), "fit"
+            )
             adapter = self._train_fit(ctx, inputs, teacher, len(names), stage_dir)
             path = save_adapter_artifact(
-                stage_dir / "adapter.safetensors", adapter, stage="fitted", source_model=source.identity,
-                dataset=ctx.dataset_spec.name, classnames=classnames, aux_names=aux,
-                data_used=data.description, seed=ctx.seed, config={"fit": self.fit_cfg},
+                stage_dir / "adapter.safetensors",
+                adapter,
+                stage="fitted",
+                source_model=source.identity,
+                dataset=ctx.dataset_spec.name,
+                classnames=classnames,
+                aux_names=aux,
+                data_used=data.description,
+                seed=ctx.seed,
+                config={"fit": self.fit_cfg},
                 extra={"teacher_model": tuned.identity},
             )
             return {"artifact": str(path), "num_rows": int(inputs.shape[0])}
@@ -231,13 +285,21 @@ class TransferMethod:
 
         f = self.fit_cfg
         module = AdapterFitModule(
-            K=K, adapter_kwargs={"mlp_ratio": f["mlp_ratio"], "depth": f["depth"], "seed": ctx.seed},
-            lr=f["lr"], weight_decay=f["weight_decay"], warmup_ratio=f["warmup_ratio"],
-            teacher_temperature=f["teacher_temperature"], temperature=f["temperature"],
-            noise_alpha=f["noise_alpha"], noise_p=f["noise_p"], noise_mode=f["noise_mode"], seed=ctx.seed,
+            K=K,
+            adapter_kwargs={"mlp_ratio": f["mlp_ratio"], "depth": f["depth"], "seed": ctx.seed},
+            lr=f["lr"],
+            weight_decay=f["weight_decay"],
+            warmup_ratio=f["warmup_ratio"],
+            teacher_temperature=f["teacher_temperature"],
+            temperature=f["temperature"],
+            noise_alpha=f["noise_alpha"],
+            noise_p=f["noise_p"],
+            noise_mode=f["noise_mode"],
+            seed=ctx.seed,
         )
-        dm = LogitPairDataModule(train=(inputs, teacher), batch_size=_global_batch(f["batch_size"], ctx),
-                                 seed=ctx.seed)
+        dm = LogitPairDataModule(
+            train=(inputs, teacher), batch_size=_global_batch(f["batch_size"], ctx), seed=ctx.seed
+        )
         _fit_resumable(ctx, module, dm, int(f["epochs"]), stage_dir, "fit")
         return module.fitted_adapter()
 
@@ -249,26 +311,49 @@ class TransferMethod:
         fitted, classnames, aux, data, source = self.fitted_adapter(ctx)
         target = ctx.load_model(ctx.cfg.pair.target)
         names = classnames + aux
-        identity = {"stage": "adapter_transfer/v1", "fitted": fitted.key, "target": target.identity,
-                    "lam": self.lam, "scale_lam_by_n": self.scale_lam_by_n}
+        identity = {
+            "stage": "adapter_transfer/v1",
+            "fitted": fitted.key,
+            "target": target.identity,
+            "lam": self.lam,
+            "scale_lam_by_n": self.scale_lam_by_n,
+        }
 
         def work(stage_dir: Path) -> dict:
-            loaded = load_adapter_artifact(fitted.outputs["artifact"], expect_classnames=classnames,
-                                           expect_aux=aux, expect_k=len(names),
-                                           expect_dataset=ctx.dataset_spec.name)
+            loaded = load_adapter_artifact(
+                fitted.outputs["artifact"],
+                expect_classnames=classnames,
+                expect_aux=aux,
+                expect_k=len(names),
+                expect_dataset=ctx.dataset_spec.name,
+            )
             src = self.logits(ctx, source, data.items, data.views, names, self._templates(ctx), "fit")
             tgt = self.logits(ctx, target, data.items, data.views, names, self._templates(ctx), "fit")
             with ctx.timed("transfer_compute_s"):
-                moved = transfer_adapter_with_details(loaded.adapter, src, tgt, lam=self.lam,
-                                                      scale_lam_by_n=self.scale_lam_by_n)
+                moved = transfer_adapter_with_details(
+                    loaded.adapter, src, tgt, lam=self.lam, scale_lam_by_n=self.scale_lam_by_n
+                )
             path = save_adapter_artifact(
-                stage_dir / "adapter.safetensors", moved.adapter, stage="transferred",
-                source_model=source.identity, target_model=target.identity, dataset=ctx.dataset_spec.name,
-                classnames=classnames, aux_names=aux, data_used=data.description, lam=moved.lam,
-                lam_effective=moved.lam_effective, scale_lam_by_n=moved.scale_lam_by_n,
-                num_samples=moved.num_samples, seed=ctx.seed,
+                stage_dir / "adapter.safetensors",
+                moved.adapter,
+                stage="transferred",
+                source_model=source.identity,
+                target_model=target.identity,
+                dataset=ctx.dataset_spec.name,
+                classnames=classnames,
+                aux_names=aux,
+                data_used=data.description,
+                lam=moved.lam,
+                lam_effective=moved.lam_effective,
+                scale_lam_by_n=moved.scale_lam_by_n,
+                num_samples=moved.num_samples,
+                seed=ctx.seed,
             )
-            return {"artifact": str(path), "num_samples": moved.num_samples, "lam_effective": moved.lam_effective}
+            return {
+                "artifact": str(path),
+                "num_samples": moved.num_samples,
+                "lam_effective": moved.lam_effective,
+            }
 
         with ctx.timed("transfer_s"):
             result = ctx.run_stage("adapter_transfer", identity, work)
@@ -276,8 +361,9 @@ class TransferMethod:
         return result, classnames, aux, data, source, target
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate_inputs(self, ctx, inputs: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                        adapter: nn.Module | None) -> dict[str, float]:
+    def evaluate_inputs(
+        self, ctx, inputs: torch.Tensor, labels: torch.Tensor, num_classes: int, adapter: nn.Module | None
+    ) -> dict[str, float]:
         """Masked-joint accuracies of `adapter(inputs)[:, :C]` (or of `inputs` itself) per group."""
         accuracies = {}
         for group, ids in self._groups(ctx, num_classes).items():
@@ -288,14 +374,20 @@ class TransferMethod:
                 mask[ids] = 0.0
             scorer = MaskedHead(num_classes, adapter, mask)
             with ctx.timed("scoring_s"):
-                accuracies[group] = evaluate_scores(inputs[keep], labels[keep], scorer,
-                                                    lambda: ctx.make_trainer("eval"), num_classes=num_classes)
+                accuracies[group] = evaluate_scores(
+                    inputs[keep],
+                    labels[keep],
+                    scorer,
+                    lambda: ctx.make_trainer("eval"),
+                    num_classes=num_classes,
+                )
         return accuracies
 
     def test_logits(self, ctx, bundle, names: Sequence[str], templates: Sequence[str] | None = None):
         splits = self._all_splits(ctx)
-        logits = self.logits(ctx, bundle, splits.test, [ViewSpec("test")], names,
-                             templates or self._templates(ctx), "all")
+        logits = self.logits(
+            ctx, bundle, splits.test, [ViewSpec("test")], names, templates or self._templates(ctx), "all"
+        )
         labels = torch.tensor([d.label for d in splits.test], dtype=torch.long)
         return logits, labels
 
@@ -305,15 +397,20 @@ class TransferMethod:
 
         cost = adapter_cost(adapter)
         encoder = image_encoder_flops(target)
-        return {"adapter_params": cost["params"], "adapter_flops_per_image": cost["flops_per_sample"],
-                "encoder_flops_per_image": encoder,
-                "inference_flops_per_image": encoder + cost["flops_per_sample"],
-                "adapter_flops_ratio": cost["flops_per_sample"] / encoder,
-                "trainable_params": cost["params"]}  # trained on the source, none on the target
+        return {
+            "adapter_params": cost["params"],
+            "adapter_flops_per_image": cost["flops_per_sample"],
+            "encoder_flops_per_image": encoder,
+            "inference_flops_per_image": encoder + cost["flops_per_sample"],
+            "adapter_flops_ratio": cost["flops_per_sample"] / encoder,
+            "trainable_params": cost["params"],
+        }  # trained on the source, none on the target
 
     def _row(self, ctx) -> str:
-        src, tgt = ctx.cfg.pair.source.get("name") or ctx.cfg.pair.source.arch, \
-            ctx.cfg.pair.target.get("name") or ctx.cfg.pair.target.arch
+        src, tgt = (
+            ctx.cfg.pair.source.get("name") or ctx.cfg.pair.source.arch,
+            ctx.cfg.pair.target.get("name") or ctx.cfg.pair.target.arch,
+        )
         return f"{self.row_name} {src}→{tgt}"
 
 
@@ -326,8 +423,12 @@ class TransMiter(TransferMethod):
         from transmiter.transfer.artifact import load_adapter_artifact
 
         moved, classnames, aux, data, source, target = self.transferred_adapter(ctx)
-        adapter = load_adapter_artifact(moved.outputs["artifact"], expect_classnames=classnames,
-                                        expect_aux=aux, expect_target_model=target.identity).adapter
+        adapter = load_adapter_artifact(
+            moved.outputs["artifact"],
+            expect_classnames=classnames,
+            expect_aux=aux,
+            expect_target_model=target.identity,
+        ).adapter
         return self._result(ctx, adapter, classnames, aux, data, source, target, moved.outputs["artifact"])
 
     def _result(self, ctx, adapter, classnames, aux, data, source, target, artifact) -> MethodResult:
@@ -337,16 +438,22 @@ class TransMiter(TransferMethod):
         # Training cost of the method itself: fitting + transfer (+ refinement), as first measured; the
         # source fine-tuning is reported apart (it is the weak model's own adaptation, done once).
         stages = ctx.stage_outputs
-        costs["train_time_s"] = sum(stages.get(k, {}).get("seconds", 0.0)
-                                    for k in ("adapter_fit", "adapter_transfer", "adapter_refine"))
+        costs["train_time_s"] = sum(
+            stages.get(k, {}).get("seconds", 0.0)
+            for k in ("adapter_fit", "adapter_transfer", "adapter_refine")
+        )
         costs["transfer_time_s"] = stages.get("adapter_transfer", {}).get("seconds", 0.0)
         for kind in ("skip_tuning", "ft"):
             if kind in stages:
                 costs["source_finetune_time_s"] = stages[kind]["train_time_s"]
         return MethodResult(
-            metrics=summarize_groups(accuracies), row=self._row(ctx), protocol=PROTOCOL, method=self.name,
+            metrics=summarize_groups(accuracies),
+            row=self._row(ctx),
+            protocol=PROTOCOL,
+            method=self.name,
             models={"source": source.identity, "target": target.identity},
-            costs=costs, artifacts={"adapter": artifact},
+            costs=costs,
+            artifacts={"adapter": artifact},
             extra={"K": len(classnames) + len(aux), "lam": self.lam, "fit_data": data.description},
         )
 
@@ -362,35 +469,64 @@ class TransMiterPlus(TransMiter):
         moved, classnames, aux, data, source, target = self.transferred_adapter(ctx)
         names = classnames + aux
         train_ids = self._train_ids(ctx, len(classnames))
-        identity = {"stage": "adapter_refine/v1", "transferred": moved.key, "refine": self.refine_cfg,
-                    "class_ids": train_ids, "data": data.fingerprint, "seed": ctx.seed}
+        identity = {
+            "stage": "adapter_refine/v1",
+            "transferred": moved.key,
+            "refine": self.refine_cfg,
+            "class_ids": train_ids,
+            "data": data.fingerprint,
+            "seed": ctx.seed,
+        }
 
         def work(stage_dir: Path) -> dict:
             from transmiter.methods.transmiter_plus import TransMiterPlusModule
             from transmiter.transfer.logit_data import LogitPairDataModule
 
-            start = load_adapter_artifact(moved.outputs["artifact"], expect_classnames=classnames,
-                                          expect_aux=aux, expect_target_model=target.identity).adapter
+            start = load_adapter_artifact(
+                moved.outputs["artifact"],
+                expect_classnames=classnames,
+                expect_aux=aux,
+                expect_target_model=target.identity,
+            ).adapter
             inputs = self.logits(ctx, target, data.items, data.views, names, self._templates(ctx), "fit")
             r = self.refine_cfg
             val = None
             if r["select_on_val"]:
                 val_items = [d for d in self._all_splits(ctx).val if d.label in set(train_ids)]
-                val_logits = self.logits(ctx, target, val_items, [ViewSpec("test")], names,
-                                         self._templates(ctx), "val")
+                val_logits = self.logits(
+                    ctx, target, val_items, [ViewSpec("test")], names, self._templates(ctx), "val"
+                )
                 val = (val_logits, torch.tensor([d.label for d in val_items]))
             module = TransMiterPlusModule(
-                start, class_ids=train_ids, projection=r["projection"], lr=r["lr"],
-                weight_decay=r["weight_decay"], warmup_ratio=r["warmup_ratio"], noise_alpha=r["noise_alpha"],
-                noise_p=r["noise_p"], noise_mode=r["noise_mode"], select_on_val=r["select_on_val"], seed=ctx.seed,
+                start,
+                class_ids=train_ids,
+                projection=r["projection"],
+                lr=r["lr"],
+                weight_decay=r["weight_decay"],
+                warmup_ratio=r["warmup_ratio"],
+                noise_alpha=r["noise_alpha"],
+                noise_p=r["noise_p"],
+                noise_mode=r["noise_mode"],
+                select_on_val=r["select_on_val"],
+                seed=ctx.seed,
             )
-            dm = LogitPairDataModule(train=(inputs, data.labels), val=val,
-                                     batch_size=_global_batch(r["batch_size"], ctx), seed=ctx.seed)
+            dm = LogitPairDataModule(
+                train=(inputs, data.labels),
+                val=val,
+                batch_size=_global_batch(r["batch_size"], ctx),
+                seed=ctx.seed,
+            )
             _fit_resumable(ctx, module, dm, int(r["epochs"]), stage_dir, "refine")
             path = save_adapter_artifact(
-                stage_dir / "adapter.safetensors", module.refined_adapter(), stage="refined",
-                source_model=source.identity, target_model=target.identity, dataset=ctx.dataset_spec.name,
-                classnames=classnames, aux_names=aux, seed=ctx.seed,
+                stage_dir / "adapter.safetensors",
+                module.refined_adapter(),
+                stage="refined",
+                source_model=source.identity,
+                target_model=target.identity,
+                dataset=ctx.dataset_spec.name,
+                classnames=classnames,
+                aux_names=aux,
+                seed=ctx.seed,
                 data_used=f"{data.description}; labelled target refinement on classes {train_ids[:3]}...",
                 config={"refine": r},
             )
@@ -399,8 +535,12 @@ class TransMiterPlus(TransMiter):
         with ctx.timed("refine_s"):
             refined = ctx.run_stage("adapter_refine", identity, work)
         ctx.stage_outputs["adapter_refine"] = {"seconds": refined.seconds, "reused": refined.reused}
-        adapter = load_adapter_artifact(refined.outputs["artifact"], expect_classnames=classnames,
-                                        expect_aux=aux, expect_target_model=target.identity).adapter
+        adapter = load_adapter_artifact(
+            refined.outputs["artifact"],
+            expect_classnames=classnames,
+            expect_aux=aux,
+            expect_target_model=target.identity,
+        ).adapter
         return self._result(ctx, adapter, classnames, aux, data, source, target, refined.outputs["artifact"])
 
 
@@ -428,7 +568,10 @@ class EFT(TransferMethod):
 
         flops = image_encoder_flops(target) + 2 * image_encoder_flops(source)
         return MethodResult(
-            metrics=summarize_groups(accuracies), row=self._row(ctx), protocol=PROTOCOL, method=self.name,
+            metrics=summarize_groups(accuracies),
+            row=self._row(ctx),
+            protocol=PROTOCOL,
+            method=self.name,
             models={"source": source.identity, "source_finetuned": tuned.identity, "target": target.identity},
             costs={"inference_flops_per_image": flops, "trainable_params": 0},
             extra={"alpha": self.alpha},
@@ -469,12 +612,22 @@ def _fit_resumable(ctx, module, datamodule, epochs: int, stage_dir: Path, purpos
     ckpt_dir = stage_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)
-    trainer = ctx.make_trainer("train", max_epochs=epochs, callbacks=[checkpoint], enable_checkpointing=True,
-                               default_root_dir=str(stage_dir), logger=ctx.training_logger(purpose))
+    trainer = ctx.make_trainer(
+        "train",
+        max_epochs=epochs,
+        callbacks=[checkpoint],
+        enable_checkpointing=True,
+        default_root_dir=str(stage_dir),
+        logger=ctx.training_logger(purpose),
+    )
     with ctx.timed(f"{purpose}_train_s"):
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None,
-                        weights_only=True)  # never unpickle arbitrary objects
+            trainer.fit(
+                module,
+                datamodule=datamodule,
+                ckpt_path=str(last) if last.is_file() else None,
+                weights_only=True,
+            )  # never unpickle arbitrary objects
         except FloatingPointError as err:
             raise FloatingPointError(
                 f"{err} The last good checkpoint is {last if last.is_file() else '(none yet)'}; a re-run of the "

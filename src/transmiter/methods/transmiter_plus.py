@@ -84,7 +84,9 @@ class TransMiterPlusModule(L.LightningModule):
             class_ids = range(int(num_classes))
         ids = [int(i) for i in class_ids]
         if not ids or len(set(ids)) != len(ids) or min(ids) < 0 or max(ids) >= adapter.K:
-            raise ValueError(f"class_ids must be distinct column indices in [0, K={adapter.K}), got {ids[:10]}...")
+            raise ValueError(
+                f"class_ids must be distinct column indices in [0, K={adapter.K}), got {ids[:10]}..."
+            )
         self.save_hyperparameters(ignore=["adapter", "class_ids"])
         # independent, trainable copy (a transferred adapter holds frozen tensors)
         self.adapter = adapter.clone(projection=projection).train()
@@ -111,7 +113,9 @@ class TransMiterPlusModule(L.LightningModule):
             local = labels
         else:
             in_range = (labels >= 0) & (labels < self._label_lookup.numel())
-            local = torch.where(in_range, self._label_lookup[labels.clamp(0, self._label_lookup.numel() - 1)], -1)
+            local = torch.where(
+                in_range, self._label_lookup[labels.clamp(0, self._label_lookup.numel() - 1)], -1
+            )
             bad = local < 0
         if bool(bad.any()):
             raise ValueError(

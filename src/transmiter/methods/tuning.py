@@ -61,7 +61,9 @@ class FineTune:
         return kwargs
 
     def _template(self, ctx) -> str:
-        return template_set(ctx.dataset_spec.name, self.templates, overrides=dataset_templates(ctx.cfg.dataset))[0]
+        return template_set(
+            ctx.dataset_spec.name, self.templates, overrides=dataset_templates(ctx.cfg.dataset)
+        )[0]
 
     # ------------------------------------------------------------------ the training stage
     def tuned_spec(self, ctx, model_node):
@@ -74,10 +76,16 @@ class FineTune:
         splits = ctx.splits(subsample=str(ctx.cfg.setting.train_subsample))
         kwargs = self.module_kwargs(ctx)
         identity = {
-            "stage": f"{self.kind}/v1", "model": base_bundle.identity, "dataset": splits.name,
-            "train": split_identity(splits), "template": self._template(ctx), "hparams": kwargs,
-            "batch_size": self.batch_size, "epoch_divisor": int(ctx.cfg.dataset.get("epoch_divisor", 1)),
-            "seed": ctx.seed, "precision": str(ctx.cfg.trainer.get("precision")),
+            "stage": f"{self.kind}/v1",
+            "model": base_bundle.identity,
+            "dataset": splits.name,
+            "train": split_identity(splits),
+            "template": self._template(ctx),
+            "hparams": kwargs,
+            "batch_size": self.batch_size,
+            "epoch_divisor": int(ctx.cfg.dataset.get("epoch_divisor", 1)),
+            "seed": ctx.seed,
+            "precision": str(ctx.cfg.trainer.get("precision")),
         }
 
         def work(stage_dir: Path) -> dict:
@@ -85,10 +93,16 @@ class FineTune:
 
         result = ctx.run_stage(self.kind, identity, work)
         if not result.reused:
-            ctx.timings[f"{self.kind}_train_s"] = ctx.timings.get(f"{self.kind}_train_s", 0.0) + result.seconds
+            ctx.timings[f"{self.kind}_train_s"] = (
+                ctx.timings.get(f"{self.kind}_train_s", 0.0) + result.seconds
+            )
         ctx.stage_outputs[self.kind] = result.outputs
-        return ModelSpec(arch=spec.arch, pretrained=str(result.path / "model.safetensors"),
-                         name=f"{spec.label}+{self.row_name}", precision=spec.precision)
+        return ModelSpec(
+            arch=spec.arch,
+            pretrained=str(result.path / "model.safetensors"),
+            name=f"{spec.label}+{self.row_name}",
+            precision=spec.precision,
+        )
 
     def _train(self, ctx, spec, splits, kwargs: dict[str, Any], stage_dir: Path) -> dict:
         from lightning.pytorch.callbacks import ModelCheckpoint
@@ -103,15 +117,23 @@ class FineTune:
         ckpt_dir = stage_dir / "checkpoints"
         last = ckpt_dir / "last.ckpt"
         trainer = ctx.make_trainer(
-            "train", max_epochs=module.max_epochs, enable_checkpointing=True,
+            "train",
+            max_epochs=module.max_epochs,
+            enable_checkpointing=True,
             callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)],
-            default_root_dir=str(stage_dir), logger=ctx.training_logger(self.kind), limit_val_batches=0,
+            default_root_dir=str(stage_dir),
+            logger=ctx.training_logger(self.kind),
+            limit_val_batches=0,
             num_sanity_val_steps=0,
         )
         start = time.perf_counter()
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None,
-                        weights_only=True)
+            trainer.fit(
+                module,
+                datamodule=datamodule,
+                ckpt_path=str(last) if last.is_file() else None,
+                weights_only=True,
+            )
         except FloatingPointError as err:  # NonFiniteLossError: keep the last good checkpoint
             raise FloatingPointError(
                 f"{err} The last good checkpoint is {last if last.is_file() else '(none yet: first epoch)'}; "
@@ -123,10 +145,18 @@ class FineTune:
         tmp = stage_dir / "model.safetensors.tmp"
         save_file(state, str(tmp), metadata={"arch": spec.arch, "method": self.kind})
         tmp.replace(path)
-        trainable = sum(p.numel() for p in module.trainable_parameters()) if hasattr(
-            module, "trainable_parameters") else sum(p.numel() for p in model.parameters() if p.requires_grad)
-        return {"checkpoint": str(path), "train_time_s": seconds, "trainable_params": int(trainable),
-                "epochs": int(module.max_epochs), "num_train_images": len(splits.train)}
+        trainable = (
+            sum(p.numel() for p in module.trainable_parameters())
+            if hasattr(module, "trainable_parameters")
+            else sum(p.numel() for p in model.parameters() if p.requires_grad)
+        )
+        return {
+            "checkpoint": str(path),
+            "train_time_s": seconds,
+            "trainable_params": int(trainable),
+            "epochs": int(module.max_epochs),
+            "num_train_images": len(splits.train),
+        }
 
     def _build(self, ctx, bundle, splits, template: str, kwargs: dict[str, Any]):
         from transmiter.data.datamodule import ClassificationDataModule
@@ -134,18 +164,33 @@ class FineTune:
 
         classnames = list(splits.classnames)
         if self.kind == "ft":
-            module = self.module(bundle.model, bundle.tokenizer, classnames, template, **_only_new(self.module, kwargs))
-            dm = ClassificationDataModule(splits, bundle.train_transform, bundle.test_transform,
-                                          batch_size=self.batch_size, num_workers=self.num_workers, seed=ctx.seed)
+            module = self.module(
+                bundle.model, bundle.tokenizer, classnames, template, **_only_new(self.module, kwargs)
+            )
+            dm = ClassificationDataModule(
+                splits,
+                bundle.train_transform,
+                bundle.test_transform,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                seed=ctx.seed,
+            )
             return module, dm
         extra = {
             "train_dataset": ImageListDataset(list(splits.train), bundle.train_transform),
             "train_labels": [d.label for d in splits.train],
-            "shots": int(ctx.cfg.setting.shots), "batch_size": self.batch_size, "seed": ctx.seed,
+            "shots": int(ctx.cfg.setting.shots),
+            "batch_size": self.batch_size,
+            "seed": ctx.seed,
             "epoch_divisor": int(ctx.cfg.dataset.get("epoch_divisor", 1)),
         }
-        module = self.module(bundle.model, bundle.tokenizer, classnames, template,
-                             **_only_new(self.module, {**kwargs, **extra}))
+        module = self.module(
+            bundle.model,
+            bundle.tokenizer,
+            classnames,
+            template,
+            **_only_new(self.module, {**kwargs, **extra}),
+        )
         return module, None
 
     # ------------------------------------------------------------------ the method row
@@ -162,11 +207,18 @@ class FineTune:
             accuracies[str(group)] = evaluate_clip(ctx, tuned, splits, templates, subset=str(group))
         outputs = ctx.stage_outputs[self.kind]
         return MethodResult(
-            metrics=summarize_groups(accuracies), row=f"{self.row_name} {_label(ctx.cfg.model)}",
-            method=self.name, models={"model": tuned.identity}, splits=split_ids,
-            costs={"train_time_s": outputs["train_time_s"], "trainable_params": outputs["trainable_params"],
-                   "inference_flops_per_image": image_encoder_flops(tuned)},
-            artifacts={"checkpoint": outputs["checkpoint"]}, extra={"templates": templates},
+            metrics=summarize_groups(accuracies),
+            row=f"{self.row_name} {_label(ctx.cfg.model)}",
+            method=self.name,
+            models={"model": tuned.identity},
+            splits=split_ids,
+            costs={
+                "train_time_s": outputs["train_time_s"],
+                "trainable_params": outputs["trainable_params"],
+                "inference_flops_per_image": image_encoder_flops(tuned),
+            },
+            artifacts={"checkpoint": outputs["checkpoint"]},
+            extra={"templates": templates},
         )
 
 

@@ -36,8 +36,11 @@ class ZeroShot:
 
         return MethodResult(
             metrics=summarize_groups(accuracies),
-            costs={"inference_flops_per_image": image_encoder_flops(bundle), "trainable_params": 0,
-                   "train_time_s": 0.0},
+            costs={
+                "inference_flops_per_image": image_encoder_flops(bundle),
+                "trainable_params": 0,
+                "train_time_s": 0.0,
+            },
             row=f"Zero-shot {bundle.spec.label}",
             models={"model": bundle.identity},
             splits=split_ids,

@@ -1,6 +1,6 @@
 """Inference cost of an image encoder, measured (not estimated) with torch.utils.flop_counter.
 
-    image_encoder_flops(bundle)      # FLOPs of encode_image for one image at the model's resolution
+image_encoder_flops(bundle)      # FLOPs of encode_image for one image at the model's resolution
 """
 
 from __future__ import annotations

@@ -176,7 +176,9 @@ def validate_omega(model: nn.Module, omega: int, tower: str = "both") -> None:
             )
 
 
-def resolve_omegas(model: nn.Module, omega: int | None = None, text_omega: int | None = None) -> tuple[int, int]:
+def resolve_omegas(
+    model: nn.Module, omega: int | None = None, text_omega: int | None = None
+) -> tuple[int, int]:
     """The (image ω, text ω) pair used by Skip Tuning.
 
     * omega None -> image depth // 2 (6 for ViT-B-16, 12 for ViT-L-14).
@@ -198,8 +200,9 @@ def resolve_omegas(model: nn.Module, omega: int | None = None, text_omega: int |
 # --------------------------------------------------------------------------------------------------------
 
 
-def _run_blocks(transformer: nn.Module, x: torch.Tensor, start: int, stop: int,
-                attn_mask: torch.Tensor | None) -> torch.Tensor:
+def _run_blocks(
+    transformer: nn.Module, x: torch.Tensor, start: int, stop: int, attn_mask: torch.Tensor | None
+) -> torch.Tensor:
     """Blocks [start, stop) of an open_clip Transformer on batch-first x, in the model's own layout."""
     if start >= stop:
         return x
@@ -255,7 +258,9 @@ def image_back(model: nn.Module, tokens: torch.Tensor, omega: int, normalize: bo
     _check_block_index(omega, depth, "image")
     x = tokens.to(_cast_dtype(v.transformer))
     x = _run_blocks(v.transformer, x, omega, depth, None)
-    pooled, _ = v._pool(x)  # the model's own pooling: tok / avg / none, attentional pooler, final_ln_after_pool
+    pooled, _ = v._pool(
+        x
+    )  # the model's own pooling: tok / avg / none, attentional pooler, final_ln_after_pool
     if v.proj is not None:
         pooled = pooled @ v.proj
     return F.normalize(pooled, dim=-1) if normalize else pooled
@@ -296,8 +301,9 @@ def text_front(model: nn.Module, token_ids: torch.Tensor, omega: int) -> torch.T
     return _run_blocks(parts.transformer, x, 0, omega, mask)
 
 
-def text_back(model: nn.Module, hidden: torch.Tensor, token_ids: torch.Tensor, omega: int,
-              normalize: bool = False) -> torch.Tensor:
+def text_back(
+    model: nn.Module, hidden: torch.Tensor, token_ids: torch.Tensor, omega: int, normalize: bool = False
+) -> torch.Tensor:
     """Text features from hidden states after block ω-1: blocks[ω:] (same mask) -> ln_final -> pool -> proj.
 
     `token_ids` are the ids the hidden states came from (rows aligned); they drive the mask and EOT pooling.
@@ -385,8 +391,9 @@ def _unfreeze_text(model: nn.Module, start_block: int) -> None:
     _set(parts.text_projection, True)
 
 
-def freeze_for_finetuning(model: nn.Module, start_block: int = 0,
-                          text_start_block: int | None = None) -> dict[str, list[str]]:
+def freeze_for_finetuning(
+    model: nn.Module, start_block: int = 0, text_start_block: int | None = None
+) -> dict[str, list[str]]:
     """Set requires_grad exactly as FT (start 0) / SkipT (start ω) train (skip_tuning.md §1).
 
     Trainable: image blocks[start_block:], ln_post, proj (and an attentional pooler if the model has one);

@@ -215,9 +215,7 @@ def _synth_counts() -> BenchmarkSpec:
     return BenchmarkSpec(
         name="SynthCounts",
         folder="synth_counts",
-        classnames=tuple(
-            f"{_COUNT_WORD[n]}_{s if n == 1 else PLURALS[s]}" for n, s in cells
-        ),
+        classnames=tuple(f"{_COUNT_WORD[n]}_{s if n == 1 else PLURALS[s]}" for n, s in cells),
         class_attributes=tuple((("count", n), ("shape", s)) for n, s in cells),
         template="a photo of {}.",
         templates=(
@@ -235,7 +233,9 @@ def _synth_counts() -> BenchmarkSpec:
 
 
 #: protocol NAME -> spec
-BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in (_synth_shapes(), _synth_patterns(), _synth_counts())}
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    s.name: s for s in (_synth_shapes(), _synth_patterns(), _synth_counts())
+}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -294,7 +294,11 @@ def _write_benchmark(spec: BenchmarkSpec, root: Path, scale: str, progress: bool
         for attr in dict(spec.class_attributes[0]):
             fixed[attr] = np.array([dict(spec.class_attributes[k])[attr] for k in labels])
         batch = draw_batch(
-            spec.distribution, labels.size, np.random.default_rng([spec.seed, s_idx]), fixed=fixed, with_captions=False
+            spec.distribution,
+            labels.size,
+            np.random.default_rng([spec.seed, s_idx]),
+            fixed=fixed,
+            with_captions=False,
         )
         items = []
         for img, label in zip(batch.images, labels.tolist()):

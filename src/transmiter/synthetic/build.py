@@ -70,7 +70,9 @@ class WorldArtifacts:
             "weak_checkpoint": str(self.weak_checkpoint),
             "strong_model": self.strong_model,
             "strong_checkpoint": str(self.strong_checkpoint),
-            "datasets": {k: {**v.spec.dataset_config(), "root": str(v.root)} for k, v in self.datasets.items()},
+            "datasets": {
+                k: {**v.spec.dataset_config(), "root": str(v.root)} for k, v in self.datasets.items()
+            },
         }
 
 
@@ -91,7 +93,9 @@ def build_world(
     data_dir.mkdir(parents=True, exist_ok=True)
     datasets = {}
     for name, spec in BENCHMARKS.items():
-        datasets[name] = DatasetArtifact(spec, generate_benchmark(spec, data_dir, scale=scale, progress=progress))
+        datasets[name] = DatasetArtifact(
+            spec, generate_benchmark(spec, data_dir, scale=scale, progress=progress)
+        )
     ckpts = {}
     for model_name in (WEAK_MODEL, STRONG_MODEL):
         cfg = pretrain_config(model_name, scale)

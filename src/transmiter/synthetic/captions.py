@@ -54,7 +54,11 @@ BG_PATTERN_WORDS: dict[str, tuple[str, ...]] = {
     "gradient": ("gradient",),
     "grid": ("grid",),
 }
-COUNT_WORDS: dict[int, tuple[str, ...]] = {1: ("a", "one", "a single"), 2: ("two", "a pair of"), 3: ("three",)}
+COUNT_WORDS: dict[int, tuple[str, ...]] = {
+    1: ("a", "one", "a single"),
+    2: ("two", "a pair of"),
+    3: ("three",),
+}
 POSITION_PHRASES: dict[str, tuple[str, ...]] = {
     "top left": ("in the top left corner", "at the top left"),
     "top": ("at the top",),
@@ -241,4 +245,3 @@ def parse_caption(text: str) -> dict[str, Any]:
     if out.get("count") is None:
         out.pop("count", None)
     return out
-

@@ -41,8 +41,10 @@ def build(overrides: list[str], scale: str) -> dict:
     world = build_world(cache_dir / "synthetic", data_dir, scale=scale, progress=True)
     folder = cache_dir / "world" / scale
     summary = world.to_dict()
-    for role, arch, ckpt in (("weak", world.weak_model, world.weak_checkpoint),
-                             ("strong", world.strong_model, world.strong_checkpoint)):
+    for role, arch, ckpt in (
+        ("weak", world.weak_model, world.weak_checkpoint),
+        ("strong", world.strong_model, world.strong_checkpoint),
+    ):
         summary[f"{role}_published"] = str(publish(Path(ckpt), folder / f"{arch}.safetensors"))
     (folder / "world.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -81,7 +81,9 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2:
-            raise ValueError(f"PretrainConfig: steps >= 1 and batch_size >= 2 required, got {self.steps}, {self.batch_size}")
+            raise ValueError(
+                f"PretrainConfig: steps >= 1 and batch_size >= 2 required, got {self.steps}, {self.batch_size}"
+            )
         if not 0 <= self.warmup_steps <= self.steps:
             raise ValueError(f"PretrainConfig.warmup_steps must be in [0, steps], got {self.warmup_steps}")
 
@@ -380,7 +382,9 @@ def pretrain(
             trainer.fit(module)
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    metrics = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
+    }
     model = module.model.to("cpu").float().eval()
     stats = {
         "train_seconds": round(seconds, 2),
@@ -414,7 +418,10 @@ class _StepTimer(L.Callback):
             loss = trainer.callback_metrics.get("loss")
             log.info(
                 "%s step %d/%d loss %.3f (%.1f s)",
-                pl_module.cfg.model_name, step, self.total, float(loss) if loss is not None else float("nan"),
+                pl_module.cfg.model_name,
+                step,
+                self.total,
+                float(loss) if loss is not None else float("nan"),
                 self.seconds,
             )
 

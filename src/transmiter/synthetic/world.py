@@ -188,9 +188,13 @@ class SceneDistribution:
         for name in ("noise_std", "blur_sigma", "brightness", "contrast"):
             lo, hi = getattr(self, name)
             if lo > hi:
-                raise ValueError(f"SceneDistribution.{name} must be (low, high) with low <= high, got {(lo, hi)}")
+                raise ValueError(
+                    f"SceneDistribution.{name} must be (low, high) with low <= high, got {(lo, hi)}"
+                )
         if self.noise_std[0] < 0 or self.blur_sigma[0] < 0 or self.colour_cast < 0 or self.contrast[0] <= 0:
-            raise ValueError("SceneDistribution: noise_std, blur_sigma, colour_cast must be >= 0 and contrast > 0")
+            raise ValueError(
+                "SceneDistribution: noise_std, blur_sigma, colour_cast must be >= 0 and contrast > 0"
+            )
         if not 0.0 <= self.spread <= 1.0:
             raise ValueError(f"SceneDistribution.spread must be in [0, 1], got {self.spread}")
         if self.blur_sigma[1] > 3.0:
@@ -312,7 +316,9 @@ class SceneBatch:
 # sampling
 
 
-def _choice(rng: np.random.Generator, vocab: Sequence[Any], allowed: Sequence[Any], weights, n: int) -> np.ndarray:
+def _choice(
+    rng: np.random.Generator, vocab: Sequence[Any], allowed: Sequence[Any], weights, n: int
+) -> np.ndarray:
     idx = np.array([list(vocab).index(v) for v in allowed], dtype=np.int64)
     if weights is None:
         p = None
@@ -484,7 +490,9 @@ def sample_scenes(
     )
 
 
-def _layout_offsets(rng: np.random.Generator, count: np.ndarray, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _layout_offsets(
+    rng: np.random.Generator, count: np.ndarray, radius: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Object offsets (n, 3) from the group centre: one object at 0; two side by side along one of four
     directions; three in a triangle (four orientations) or a line. Gaps between objects: 1-3.5 px."""
     n = count.shape[0]
@@ -549,7 +557,9 @@ _PIX = np.arange(IMAGE_SIZE, dtype=np.float32) + 0.5
 _SQRT2 = np.float32(np.sqrt(2.0))
 
 
-def _regular_polygon(u: np.ndarray, v: np.ndarray, sides: int, radius: float, first_normal_deg: float) -> np.ndarray:
+def _regular_polygon(
+    u: np.ndarray, v: np.ndarray, sides: int, radius: float, first_normal_deg: float
+) -> np.ndarray:
     apothem = radius * np.cos(np.pi / sides)
     d = None
     for i in range(sides):

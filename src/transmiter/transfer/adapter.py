@@ -163,8 +163,12 @@ class LogitAdapter(nn.Module):
         if depth < 0:
             raise ValueError(f"depth must be >= 0, got {depth}")
         self.config = AdapterConfig(
-            K=int(K), proj_dim=proj_dim, mlp_ratio=int(mlp_ratio), depth=int(depth),
-            dropout=float(dropout), eps=float(eps),
+            K=int(K),
+            proj_dim=proj_dim,
+            mlp_ratio=int(mlp_ratio),
+            depth=int(depth),
+            dropout=float(dropout),
+            eps=float(eps),
         )
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         with _seeded(seed, torch.device("cpu")):
@@ -303,8 +307,14 @@ class LogitAdapter(nn.Module):
         cfg = config if isinstance(config, AdapterConfig) else AdapterConfig.from_dict(config)
         W = tensors[PROJECTION_KEY]
         adapter = cls(
-            cfg.K, cfg.proj_dim, cfg.mlp_ratio, cfg.depth, cfg.dropout,
-            projection="free", seed=0, eps=cfg.eps,  # seeded init: leaves the global RNG untouched
+            cfg.K,
+            cfg.proj_dim,
+            cfg.mlp_ratio,
+            cfg.depth,
+            cfg.dropout,
+            projection="free",
+            seed=0,
+            eps=cfg.eps,  # seeded init: leaves the global RNG untouched
             dtype=W.dtype if W.is_floating_point() else torch.float32,
         )
         adapter.load_tensors(tensors)

@@ -140,7 +140,11 @@ def code_version() -> str:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--tags"],
-            cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5, check=False,
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
         desc = out.stdout.strip()
         if out.returncode == 0 and desc:
@@ -240,9 +244,9 @@ def save_adapter_artifact(
         scale_lam_by_n=scale_lam_by_n,
         num_samples=num_samples,
         seed=seed,
-        config_hash=config_hash_value if config_hash_value is not None else (
-            config_hash(config) if config is not None else None
-        ),
+        config_hash=config_hash_value
+        if config_hash_value is not None
+        else (config_hash(config) if config is not None else None),
         code_version=code_version(),
         created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         extra=dict(extra or {}),
@@ -266,7 +270,9 @@ def save_adapter_artifact(
     sidecar["weights_file"] = path.name
     _atomic_write_bytes(
         path.with_suffix(".json"),
-        (json.dumps(sidecar, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n").encode("utf-8"),
+        (json.dumps(sidecar, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n").encode(
+            "utf-8"
+        ),
     )
     return path
 
@@ -277,7 +283,9 @@ def save_adapter_artifact(
 def _read(path: Path) -> tuple[dict[str, Tensor], str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"adapter artifact not found: {str(path)!r}")
-    fix = "the file is damaged or not a transmiter adapter; re-create it by re-running the stage that wrote it"
+    fix = (
+        "the file is damaged or not a transmiter adapter; re-create it by re-running the stage that wrote it"
+    )
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
@@ -347,19 +355,25 @@ def load_adapter_artifact(
         )
     if expect_k is not None and int(meta.K) != int(expect_k):
         raise ArtifactMismatchError(
-            "K", int(expect_k), int(meta.K),
+            "K",
+            int(expect_k),
+            int(meta.K),
             f"build the zero-shot head with K = C + len(aux) = {meta.K} as stored, or fit a new adapter with "
             f"K = {expect_k}",
         )
     if expect_classnames is not None:
         _compare_names(
-            "classnames", expect_classnames, meta.classnames,
+            "classnames",
+            expect_classnames,
+            meta.classnames,
             "use the dataset and class order the adapter was fitted on (metadata.classnames), or fit a new "
             "adapter for this label set",
         )
     if expect_aux is not None:
         _compare_names(
-            "aux_names", expect_aux, meta.aux_names,
+            "aux_names",
+            expect_aux,
+            meta.aux_names,
             "build the head with the auxiliary names stored in the artifact (metadata.aux_names, same "
             "order) instead of selecting them again",
         )
@@ -367,17 +381,23 @@ def load_adapter_artifact(
         allowed = [expect_stage] if isinstance(expect_stage, str) else list(expect_stage)
         if meta.stage not in allowed:
             raise ArtifactMismatchError(
-                "stage", allowed if len(allowed) > 1 else allowed[0], meta.stage,
+                "stage",
+                allowed if len(allowed) > 1 else allowed[0],
+                meta.stage,
                 "load the artifact produced by the expected stage (fitted / transferred / refined)",
             )
     if expect_source_model is not None and meta.source_model != expect_source_model:
         raise ArtifactMismatchError(
-            "source_model", expect_source_model, meta.source_model,
+            "source_model",
+            expect_source_model,
+            meta.source_model,
             "load the adapter fitted on this source model, or compute logits with the model the artifact names",
         )
     if expect_target_model is not None and meta.target_model != expect_target_model:
         raise ArtifactMismatchError(
-            "target_model", expect_target_model, meta.target_model,
+            "target_model",
+            expect_target_model,
+            meta.target_model,
             "transfer the adapter to this target model first, or evaluate with the target the artifact names",
         )
     if len(meta.classnames) + len(meta.aux_names) != int(meta.K):
@@ -388,7 +408,9 @@ def load_adapter_artifact(
     try:
         adapter = LogitAdapter.from_tensors(tensors, config, projection=projection)
     except ValueError as err:
-        raise ArtifactCorruptedError(f"{str(path)!r}: tensors do not fit the stored adapter config ({err})") from err
+        raise ArtifactCorruptedError(
+            f"{str(path)!r}: tensors do not fit the stored adapter config ({err})"
+        ) from err
     adapter = adapter.to(device)
     if projection == "frozen":
         adapter.requires_grad_(False)

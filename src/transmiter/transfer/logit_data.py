@@ -102,4 +102,6 @@ class LogitPairDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.val_batch_size, shuffle=False, num_workers=self.num_workers)
+        return DataLoader(
+            self.val_set, batch_size=self.val_batch_size, shuffle=False, num_workers=self.num_workers
+        )

@@ -54,7 +54,9 @@ class LogitNoise:
     def _generators(self, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
         if self._coin is None or self._coin.device != device:
             self._coin = torch.Generator(device=device).manual_seed(self.seed)
-            self._noise = torch.Generator(device=device).manual_seed(self.seed + _RANK_STRIDE * (self.rank + 1))
+            self._noise = torch.Generator(device=device).manual_seed(
+                self.seed + _RANK_STRIDE * (self.rank + 1)
+            )
             if self._pending_state is not None:
                 self._coin.set_state(self._pending_state["coin"])
                 self._noise.set_state(self._pending_state["noise"])

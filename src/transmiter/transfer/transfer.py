@@ -56,12 +56,12 @@ __all__ = ["TransferResult", "rotate_adapter", "transfer_adapter", "transfer_ada
 
 @dataclass
 class TransferResult:
-    adapter: LogitAdapter        # frozen target adapter
-    rotation: Tensor             # Q (d x d, float64, CPU)
-    singular_values: Tensor      # of M = Z_t^T Z_s + lam_eff I (float64, CPU)
-    num_samples: int             # N summed over processes
-    lam: float                   # as given
-    lam_effective: float         # lam, or lam * N with scale_lam_by_n
+    adapter: LogitAdapter  # frozen target adapter
+    rotation: Tensor  # Q (d x d, float64, CPU)
+    singular_values: Tensor  # of M = Z_t^T Z_s + lam_eff I (float64, CPU)
+    num_samples: int  # N summed over processes
+    lam: float  # as given
+    lam_effective: float  # lam, or lam * N with scale_lam_by_n
     scale_lam_by_n: bool
 
 
@@ -169,6 +169,12 @@ def transfer_adapter(
 ) -> LogitAdapter:
     """Frozen target adapter (W_new = Q^T W, MLP unchanged); no backward pass is ever run."""
     return transfer_adapter_with_details(
-        adapter, source_logits, target_logits, lam, scale_lam_by_n,
-        batches=batches, chunk_size=chunk_size, distributed=distributed,
+        adapter,
+        source_logits,
+        target_logits,
+        lam,
+        scale_lam_by_n,
+        batches=batches,
+        chunk_size=chunk_size,
+        distributed=distributed,
     ).adapter
