@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
+from transmiter.distributed import ShutdownSpawnedProcessGroup
 from transmiter.methods.finetune import FinetuneCLIP
 from transmiter.methods.finetune_bench import SolidColourDataset, register_tiny_config
 from transmiter.methods.skip_tuning import SkipTuningCLIP
@@ -23,6 +24,7 @@ pytestmark = [
 
 def _trainer(devices: int, **kw) -> L.Trainer:
     strategy = "ddp_spawn" if devices > 1 else "auto"
+    kw["callbacks"] = [*kw.get("callbacks", []), ShutdownSpawnedProcessGroup()]
     return L.Trainer(
         accelerator="cpu",
         devices=devices,

@@ -159,7 +159,10 @@ def test_class_images_show_their_class(tiny_data):
     spec = BENCHMARKS["SynthShapes"]
     root = tiny_data / spec.folder
     split = json.loads((root / spec.split_file).read_text())
-    palette = {c: np.array(COLOURS[c], dtype=float) for c in spec.distribution.colours}
+    tint = np.array(spec.distribution.tint)
+    palette = {
+        c: np.clip(np.array(COLOURS[c], dtype=float) * tint, 0, 255) for c in spec.distribution.colours
+    }
     hits = 0
     for rel, label, _ in split["train"]:
         img = np.asarray(Image.open(root / "images" / rel), dtype=float).reshape(-1, 3)

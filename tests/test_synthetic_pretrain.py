@@ -17,6 +17,7 @@ from transmiter.synthetic.architectures import (
     register_synthetic_models,
     synthetic_model_config,
 )
+from transmiter.synthetic.captions import parse_caption
 from transmiter.synthetic.world import PRETRAIN_DISTRIBUTION, draw_batch
 
 
@@ -58,12 +59,11 @@ def test_weak_and_strong_differ_clearly():
     def n_params(m):
         return sum(p.numel() for p in m.visual.parameters())
 
-    assert n_params(strong) > 1.8 * n_params(weak)
-    wv, sv = (
-        synthetic_model_config(WEAK_MODEL)["vision_cfg"],
-        synthetic_model_config(STRONG_MODEL)["vision_cfg"],
-    )
-    assert sv["patch_size"] < wv["patch_size"] and sv["width"] > wv["width"]
+    assert n_params(strong) > 4 * n_params(weak)
+    wv = synthetic_model_config(WEAK_MODEL)["vision_cfg"]
+    sv = synthetic_model_config(STRONG_MODEL)["vision_cfg"]
+    assert sv["width"] >= 2 * wv["width"] and sv["layers"] > wv["layers"]
+    assert sv["patch_size"] <= wv["patch_size"]
 
 
 # --------------------------------------------------------------------------------------------- pretraining
@@ -194,6 +194,34 @@ def test_leftover_temporary_files_are_ignored(tmp_path):
     path = pt.pretrain_or_load(cfg, tmp_path, progress=False)
     assert pt.TRAINING_RUNS == before + 1
     assert sorted(p.name for p in path.parent.iterdir()) == sorted([pt.CHECKPOINT_NAME, pt.META_NAME])
+
+
+def test_curriculum_mixes_easy_scenes_in_first():
+    assert pt.easy_fraction(0, 300, 0.25) == 1.0
+    assert pt.easy_fraction(150, 300, 0.25) == pytest.approx(0.5)
+    assert pt.easy_fraction(290, 300, 0.25) == 0.25
+    assert pt.easy_fraction(10, 0, 0.25) == 0.0
+    register_synthetic_models()
+    tok = open_clip.get_tokenizer(WEAK_MODEL)
+    stream = pt.SceneCaptionStream(
+        PRETRAIN_DISTRIBUTION,
+        10,
+        8,
+        0,
+        0,
+        tok,
+        (0.5,) * 3,
+        (0.5,) * 3,
+        easy_dist=PRETRAIN_DISTRIBUTION,
+        curriculum_steps=10,
+        min_easy_fraction=0.0,
+    )
+    x0, t0 = stream.batch(0)
+    assert x0.shape == (8, 3, 32, 32) and t0.shape == (8, 24)
+    assert [stream.draw(i)[2] for i in (0, 5, 9)] == [8, 4, 1]
+    _, captions, n_easy = stream.draw(5)
+    for cap in captions[:n_easy]:  # easy scenes come with short captions
+        assert set(parse_caption(cap)) <= {"shape", "colour", "count"}, cap
 
 
 def test_stream_is_seeded_per_rank_and_step():

@@ -20,12 +20,7 @@ from transmiter.synthetic.benchmarks import BENCHMARKS
 from transmiter.synthetic.build import build_world
 from transmiter.synthetic.probe import read_split, text_classifier, zero_shot_accuracy
 
-pytestmark = [
-    pytest.mark.slow,
-    # Issue 3 is open: the demo-scale world is not calibrated yet (the weak model reached 10-38 % zero-shot
-    # on the benchmarks in the last calibration runs). Not run until it is; never a lowered threshold.
-    pytest.mark.xfail(run=False, reason="synthetic world calibration in progress (issue 3)"),
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,20 @@ def test_multi_object_scenes_do_not_overlap_and_stay_inside():
     assert (s.position == -1).all()
 
 
+def test_spread_controls_how_far_objects_sit_from_the_centre():
+    centred = sample_scenes(PRETRAIN_DISTRIBUTION.replace(spread=0.0), 200, seed=1)
+    single = centred.count == 1
+    np.testing.assert_allclose(centred.cx[single, 0], IMAGE_SIZE / 2, atol=1e-4)
+    wide = sample_scenes(
+        PRETRAIN_DISTRIBUTION.replace(spread=1.0, counts=(1,), count_weights=None), 4000, seed=1
+    )
+    r = wide.radius
+    assert np.all(wide.cx[:, 0] - r >= 0) and np.all(wide.cx[:, 0] + r <= IMAGE_SIZE)
+    assert len(set(wide.position.tolist())) == 9  # every cell of the 3x3 grid is reached
+    narrow = sample_scenes(PRETRAIN_DISTRIBUTION, 4000, seed=1)
+    assert np.abs(narrow.cx[:, 0] - 16).mean() < np.abs(wide.cx[:, 0] - 16).mean() / 3
+
+
 def test_captions_agree_with_attributes():
     batch = draw_batch(PRETRAIN_DISTRIBUTION, 3000, seed=4, with_captions=True)
     mentioned = {k: 0 for k in ("colour", "size", "texture", "bg_pattern", "bg_colour", "position", "count")}
@@ -104,6 +118,18 @@ def test_captions_agree_with_attributes():
     for key, n in mentioned.items():
         assert n > 150, (key, n)
     assert len(set(batch.captions)) > 2000  # varied
+
+
+def test_short_captions_name_count_colour_and_shape():
+    batch = draw_batch(PRETRAIN_DISTRIBUTION, 500, seed=12, caption_style="short")
+    for i, cap in enumerate(batch.captions):
+        attrs = batch.scenes.attributes(i)
+        parsed = parse_caption(cap)
+        assert parsed["shape"] == attrs["shape"] and parsed["colour"] == attrs["colour"], cap
+        assert parsed.get("count", 1) == attrs["count"], cap
+        assert set(parsed) <= {"shape", "colour", "count"}, cap
+    with pytest.raises(ValueError, match="caption style"):
+        draw_batch(PRETRAIN_DISTRIBUTION, 2, seed=0, caption_style="long")
 
 
 def test_captions_fit_the_context_length():
@@ -149,7 +175,8 @@ def test_object_colour_survives_the_benchmark_shift():
     s = sample_scenes(dist, 300, seed=3)
     images = render_scenes(s).astype(np.float64)
     mask = s.object_mask()
-    palette = np.array(list(COLOURS.values()), dtype=np.float64)
+    # the benchmark's systematic tint moves every colour the same way
+    palette = np.clip(np.array(list(COLOURS.values()), dtype=np.float64) * np.array(dist.tint), 0, 255)
     allowed = [list(COLOURS).index(c) for c in dist.colours]
     hits = 0
     for i in range(len(s)):

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from transmiter.distributed import ShutdownSpawnedProcessGroup
 from transmiter.methods.adapter_fit import AdapterFitModule
 from transmiter.methods.transmiter_plus import TransMiterPlusModule
 from transmiter.transfer.adapter import LogitAdapter, standardize_logits
@@ -227,6 +228,7 @@ def test_fitting_under_ddp_spawn_two_cpu_processes():
         devices=2,
         strategy="ddp_spawn",
         max_epochs=10,
+        callbacks=[ShutdownSpawnedProcessGroup()],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

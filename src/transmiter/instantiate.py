@@ -14,6 +14,8 @@ import lightning as L
 from hydra.utils import instantiate as _hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from transmiter.distributed import ShutdownSpawnedProcessGroup
+
 
 def instantiate(node: Any, **kwargs: Any) -> Any:
     """hydra.utils.instantiate with `_convert_="all"`: no OmegaConf containers leak into objects or
@@ -53,6 +55,8 @@ def build_trainer(
     assert isinstance(cfg, dict)
     cfg.update(overrides)
     callbacks = list(callbacks or [])
+    if not any(isinstance(c, ShutdownSpawnedProcessGroup) for c in callbacks):
+        callbacks.append(ShutdownSpawnedProcessGroup())
     show_progress = progress_enabled()
     if show_progress and not any(isinstance(c, L.pytorch.callbacks.ProgressBar) for c in callbacks):
         from lightning.pytorch.callbacks import RichProgressBar

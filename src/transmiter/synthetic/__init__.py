@@ -6,7 +6,7 @@ Modules:
   patterns/colours, positions, counts) rendered to 32-pixel images; :class:`SceneDistribution` and shifts.
 * :mod:`~transmiter.synthetic.captions` - varied natural-language captions and a parser.
 * :mod:`~transmiter.synthetic.architectures` - tiny open_clip ViT architectures (weak ``SynthViT-T-8``,
-  strong ``SynthViT-S-4``) registered with ``open_clip.add_model_config``.
+  strong ``SynthViT-S-8``) registered with ``open_clip.add_model_config``.
 * :mod:`~transmiter.synthetic.pretrain` - contrastive pretraining (LightningModule), cached by config hash.
 * :mod:`~transmiter.synthetic.benchmarks` - downstream datasets in the CoOp layout (``BENCHMARKS``).
 * :mod:`~transmiter.synthetic.build` - :func:`build_world`, everything at once.

@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from transmiter.synthetic.captions import PLURALS
 from transmiter.synthetic.world import WORLD_VERSION, SceneDistribution, draw_batch
 
 log = logging.getLogger(__name__)
@@ -142,7 +141,8 @@ def _synth_shapes() -> BenchmarkSpec:
         bg_colours=("olive", "teal", "gray", "black"),
         noise_std=(6.0, 16.0),
         blur_sigma=(0.0, 0.6),
-        colour_cast=0.15,
+        tint=(0.65, 1.0, 1.5),
+        colour_cast=0.05,
         contrast=(0.8, 1.1),
     )
     return BenchmarkSpec(
@@ -161,7 +161,7 @@ def _synth_shapes() -> BenchmarkSpec:
             "a close-up of a {}.",
         ),
         distribution=dist,
-        description="colour x shape (30 classes) under pixel noise, blur, colour casts and unseen backgrounds",
+        description="colour x shape (30 classes): bluish tint, pixel noise, blur and unseen backgrounds",
         seed=1001,
     )
 
@@ -178,7 +178,8 @@ def _synth_patterns() -> BenchmarkSpec:
         bg_patterns=("plain", "gradient"),
         bg_colours=("olive", "teal", "gray", "navy", "beige"),
         noise_std=(3.0, 8.0),
-        colour_cast=0.1,
+        tint=(1.3, 0.8, 1.3),
+        colour_cast=0.05,
     )
     return BenchmarkSpec(
         name="SynthPatterns",
@@ -195,39 +196,41 @@ def _synth_patterns() -> BenchmarkSpec:
             "there is a {}.",
         ),
         distribution=dist,
-        description="surface pattern x shape (24 classes), any colour, unseen background colours, mild noise",
+        description="surface pattern x shape (24 classes), any colour: magenta tint, unseen backgrounds, noise",
         seed=2002,
     )
 
 
 def _synth_counts() -> BenchmarkSpec:
     counts = [1, 2, 3]
-    shapes = ["circle", "square", "triangle", "star", "heart", "cross", "diamond", "ring"]
-    cells = _interleaved(counts, shapes)
+    colours = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink"]
+    cells = _interleaved(counts, colours)
     dist = SceneDistribution(
-        shapes=tuple(shapes),
-        sizes=("small",),
+        shapes=("star",),
+        colours=tuple(colours),
+        sizes=("small", "medium"),
         textures=("solid",),
         bg_patterns=("plain", "striped", "dotted", "checkered", "gradient", "grid"),
         noise_std=(4.0, 12.0),
-        colour_cast=0.1,
+        tint=(1.25, 1.0, 0.75),
+        colour_cast=0.05,
     )
     return BenchmarkSpec(
         name="SynthCounts",
         folder="synth_counts",
-        classnames=tuple(f"{_COUNT_WORD[n]}_{s if n == 1 else PLURALS[s]}" for n, s in cells),
-        class_attributes=tuple((("count", n), ("shape", s)) for n, s in cells),
+        classnames=tuple(f"{_COUNT_WORD[n]}_{c}_{'star' if n == 1 else 'stars'}" for n, c in cells),
+        class_attributes=tuple((("count", n), ("colour", c), ("shape", "star")) for n, c in cells),
         template="a photo of {}.",
         templates=(
             "a photo of {}.",
             "{}.",
             "an image of {}.",
             "a picture of {}.",
-            "there are {}.",
             "a rendering of {}.",
+            "a drawing of {}.",
         ),
         distribution=dist,
-        description="object count x shape (24 classes), small objects of any colour on any background, noise",
+        description="count x colour of stars (24 classes): warm tint, noise, any background incl. unseen ones",
         seed=3003,
     )
 

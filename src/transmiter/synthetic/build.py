@@ -5,7 +5,7 @@ Usage::
     from transmiter.synthetic.build import build_world
     world = build_world(cache_dir, data_dir, scale="demo")   # ~6 min of CPU the first time, then instant
     world.weak_model, world.weak_checkpoint      # "SynthViT-T-8", Path(.../open_clip_model.safetensors)
-    world.strong_model, world.strong_checkpoint  # "SynthViT-S-4", ...
+    world.strong_model, world.strong_checkpoint  # "SynthViT-S-8", ...
     world.datasets["SynthShapes"].root           # data_dir / "synth_shapes"
 
 ``scale="tiny"`` trains each model for a handful of steps and writes small benchmarks (seconds; for tests

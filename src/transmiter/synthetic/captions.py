@@ -167,9 +167,25 @@ def caption_scene(attrs: dict[str, Any], rng: np.random.Generator) -> str:
     return text
 
 
-def caption_scenes(scenes: Scenes, rng: np.random.Generator) -> list[str]:
-    """One caption per scene, drawn with ``rng``."""
-    return [caption_scene(scenes.attributes(i), rng) for i in range(len(scenes))]
+def short_caption(attrs: dict[str, Any], rng: np.random.Generator) -> str:
+    """A frame around "<count> <colour> <shape>", e.g. "a photo of a red star" or "two blue circles"."""
+    count = int(attrs["count"])
+    noun = attrs["shape"] if count == 1 else PLURALS[attrs["shape"]]
+    quantifier = _article(attrs["colour"]) if count == 1 else COUNT_WORDS[count][0]
+    frames = [f for f, _ in FRAMES]
+    weights = np.array([w for _, w in FRAMES])
+    frame = frames[int(rng.choice(len(frames), p=weights / weights.sum()))]
+    text = frame.format(f"{quantifier} {attrs['colour']} {noun}")
+    return text + "." if rng.random() < P_PERIOD else text
+
+
+def caption_scenes(scenes: Scenes, rng: np.random.Generator, style: str = "full") -> list[str]:
+    """One caption per scene, drawn with ``rng``; ``style`` is "full" (:func:`caption_scene`) or "short"
+    (:func:`short_caption`)."""
+    if style not in ("full", "short"):
+        raise ValueError(f"caption style must be 'full' or 'short', got {style!r}")
+    make = caption_scene if style == "full" else short_caption
+    return [make(scenes.attributes(i), rng) for i in range(len(scenes))]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 Usage::
 
     from transmiter.synthetic.pretrain import pretrain_config, pretrain_or_load
-    cfg = pretrain_config("SynthViT-S-4", scale="demo")
+    cfg = pretrain_config("SynthViT-S-8", scale="demo")
     ckpt = pretrain_or_load(cfg, cache_dir)          # trains once, then returns the cached file
-    model, _, preprocess = open_clip.create_model_and_transforms("SynthViT-S-4", pretrained=str(ckpt))
+    model, _, preprocess = open_clip.create_model_and_transforms("SynthViT-S-8", pretrained=str(ckpt))
 
 Training is a :class:`SyntheticClipPretrainer` (LightningModule): open_clip's ``ClipLoss`` is built in
 ``setup()`` from ``global_rank``/``world_size`` (``local_loss=True, gather_with_grad=True``), so it stays
@@ -47,7 +47,13 @@ from open_clip.loss import ClipLoss
 from torch.utils.data import DataLoader, IterableDataset
 
 from transmiter.synthetic.architectures import register_synthetic_models, synthetic_model_config
-from transmiter.synthetic.world import PRETRAIN_DISTRIBUTION, WORLD_VERSION, SceneDistribution, draw_batch
+from transmiter.synthetic.world import (
+    PRETRAIN_DISTRIBUTION,
+    PRETRAIN_EASY_DISTRIBUTION,
+    WORLD_VERSION,
+    SceneDistribution,
+    draw_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +80,12 @@ class PretrainConfig:
     eps: float = 1e-6
     grad_clip: float = 1.0
     seed: int = 0
-    #: hard-negative batches: each batch draws its objects from this many colours only (0 = all colours);
-    #: colour then separates few pairs within a batch and the loss must use shape, texture, count, ...
-    colours_per_batch: int = 0
+    #: curriculum: with ``C = curriculum_fraction * steps``, batch ``i`` draws a share
+    #: ``max(min_easy_fraction, 1 - i / C)`` of its scenes from ``easy_distribution`` (captioned with short
+    #: captions) and the rest from ``distribution`` (full captions); ``curriculum_fraction=0``: no curriculum
+    easy_distribution: SceneDistribution = field(default_factory=lambda: PRETRAIN_EASY_DISTRIBUTION)
+    curriculum_fraction: float = 0.6
+    min_easy_fraction: float = 0.25
     distribution: SceneDistribution = field(default_factory=lambda: PRETRAIN_DISTRIBUTION)
 
     def __post_init__(self) -> None:
@@ -84,13 +93,20 @@ class PretrainConfig:
             raise ValueError(
                 f"PretrainConfig: steps >= 1 and batch_size >= 2 required, got {self.steps}, {self.batch_size}"
             )
+        if not (0.0 <= self.curriculum_fraction <= 1.0 and 0.0 <= self.min_easy_fraction <= 1.0):
+            raise ValueError("PretrainConfig: curriculum_fraction and min_easy_fraction must be in [0, 1]")
         if not 0 <= self.warmup_steps <= self.steps:
             raise ValueError(f"PretrainConfig.warmup_steps must be in [0, steps], got {self.warmup_steps}")
+
+    @property
+    def curriculum_steps(self) -> int:
+        return int(round(self.curriculum_fraction * self.steps))
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["betas"] = list(self.betas)
         d["distribution"] = self.distribution.to_dict()
+        d["easy_distribution"] = self.easy_distribution.to_dict()
         return d
 
     def key(self) -> str:
@@ -124,11 +140,19 @@ def pretrain_config(model_name: str, scale: str = "demo", **overrides: Any) -> P
 # data
 
 
+def easy_fraction(step: int, curriculum_steps: int, min_easy: float) -> float:
+    """Share of easy scenes in batch ``step`` of the curriculum."""
+    if curriculum_steps <= 0:
+        return 0.0
+    return max(min_easy, 1.0 - step / curriculum_steps)
+
+
 class SceneCaptionStream(IterableDataset):
     """``steps`` batches of (normalised images NCHW float32, caption tokens), drawn on the fly.
 
     Batch ``i`` of rank ``r`` is drawn from ``numpy.random.default_rng([seed, r, i])``, so the stream is
-    reproducible and ranks see different data.
+    reproducible and ranks see different data. With a curriculum, the first scenes of each batch come from
+    the easy distribution (:func:`easy_fraction`).
     """
 
     def __init__(
@@ -141,30 +165,40 @@ class SceneCaptionStream(IterableDataset):
         tokenizer: Any,
         mean: tuple[float, ...],
         std: tuple[float, ...],
-        colours_per_batch: int = 0,
+        *,
+        easy_dist: SceneDistribution | None = None,
+        curriculum_steps: int = 0,
+        min_easy_fraction: float = 0.0,
     ) -> None:
         super().__init__()
         self.dist, self.steps, self.batch_size = dist, steps, batch_size
         self.seed, self.rank, self.tokenizer = seed, rank, tokenizer
-        self.colours_per_batch = colours_per_batch
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.easy_dist = easy_dist
+        self.curriculum_steps = curriculum_steps if easy_dist is not None else 0
+        self.min_easy_fraction = min_easy_fraction
 
     def __len__(self) -> int:
         return self.steps
 
-    def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, i: int) -> tuple[np.ndarray, list[str], int]:
+        """Raw batch ``i``: uint8 images, captions and how many leading scenes are easy ones."""
         rng = np.random.default_rng([self.seed, self.rank, i])
-        dist = self.dist
-        k = self.colours_per_batch
-        if 0 < k < len(dist.colours):
-            pick = np.sort(rng.choice(len(dist.colours), size=k, replace=False))
-            weights = None if dist.colour_weights is None else tuple(dist.colour_weights[j] for j in pick)
-            dist = dist.replace(colours=tuple(dist.colours[j] for j in pick), colour_weights=weights)
-        b = draw_batch(dist, self.batch_size, rng)
-        images = to_model_input(b.images, self.mean, self.std)
-        tokens = self.tokenizer(b.captions)
-        return images, tokens
+        frac = easy_fraction(i, self.curriculum_steps, self.min_easy_fraction)
+        n_easy = int(round(frac * self.batch_size))
+        images, captions = [], []
+        parts = ((self.easy_dist, n_easy, "short"), (self.dist, self.batch_size - n_easy, "full"))
+        for dist, n, style in parts:
+            if n > 0:
+                b = draw_batch(dist, n, rng, caption_style=style)
+                images.append(b.images)
+                captions += b.captions
+        return np.concatenate(images), captions, n_easy
+
+    def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, captions, _ = self.draw(i)
+        return to_model_input(images, self.mean, self.std), self.tokenizer(captions)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for i in range(self.steps):
@@ -234,7 +268,9 @@ class SyntheticClipPretrainer(L.LightningModule):
             self.tokenizer,
             self.mean,
             self.std,
-            self.cfg.colours_per_batch,
+            easy_dist=self.cfg.easy_distribution,
+            curriculum_steps=self.cfg.curriculum_steps,
+            min_easy_fraction=self.cfg.min_easy_fraction,
         )
         return DataLoader(stream, batch_size=None, num_workers=0)
 

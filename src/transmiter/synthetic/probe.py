@@ -3,7 +3,7 @@
 Usage::
 
     from transmiter.synthetic.probe import zero_shot_accuracy
-    acc = zero_shot_accuracy("SynthViT-S-4", ckpt, data_dir / "synth_shapes", "a photo of a {}.")  # in [0, 1]
+    acc = zero_shot_accuracy("SynthViT-S-8", ckpt, data_dir / "synth_shapes", "a photo of a {}.")  # in [0, 1]
 """
 
 from __future__ import annotations
