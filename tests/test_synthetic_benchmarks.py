@@ -171,3 +171,18 @@ def test_class_images_show_their_class(tiny_data):
         dists = {c: np.sqrt(((img - p) ** 2).sum(1)).min() for c, p in palette.items()}
         hits += min(dists, key=dists.get) == colour
     assert hits / len(split["train"]) > 0.8
+
+
+def test_committed_dataset_configs_match_the_registry():
+    """conf/dataset/synth_*.yaml are generated from BENCHMARKS; a changed benchmark must regenerate them."""
+    from pathlib import Path
+
+    from transmiter.synthetic.benchmarks import BENCHMARKS
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+    for spec in BENCHMARKS.values():
+        committed = (conf / f"{spec.folder}.yaml").read_text()
+        assert committed == spec.dataset_yaml(), (
+            f"conf/dataset/{spec.folder}.yaml is stale: run write_dataset_configs('conf') "
+            "from transmiter.synthetic.benchmarks"
+        )

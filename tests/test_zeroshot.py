@@ -136,3 +136,64 @@ def test_ddp_two_processes_match_one(compose, tmp_path):
 
     for a, b in zip(f1, f2):
         np.testing.assert_allclose(np.load(a).astype(np.float32), np.load(b).astype(np.float32), atol=2e-3)
+
+
+def test_eval_split_val_evaluates_the_validation_split_and_says_so(compose, tmp_path):
+    """`eval.split=val` is for model selection: metrics come from val (never test) and rows are marked."""
+    cfg = compose(["experiment=smoke", "eval.split=val", f"paths.output_dir={tmp_path}/run"])
+    _fake(cfg, classes=6, per_class=(4, 3, 2))
+    ctx = RunContext.from_config(cfg)
+    base = ctx.splits("base")
+    assert base.test == base.val and len(base.test) == 3 * 3  # 3 base classes x 3 val images
+    run(cfg)
+    (record,) = load_records([tmp_path / "run"])
+    assert record["eval_split"] == "val" and record["row"].endswith("[val]")
+
+
+def test_eval_split_val_refuses_datasets_whose_val_is_the_test_set(compose, tmp_path, monkeypatch):
+    import dataclasses
+
+    from transmiter.config import ConfigError
+    from transmiter.data import protocol
+
+    cfg = compose(["experiment=smoke", "eval.split=val", f"paths.output_dir={tmp_path}/o"])
+    _fake(cfg, classes=4)
+    original = protocol.build_splits
+    monkeypatch.setattr(
+        protocol, "build_splits", lambda *a, **k: dataclasses.replace(original(*a, **k), val_is_test=True)
+    )
+    with pytest.raises(ConfigError, match="eval.split=val.*no validation split"):
+        RunContext.from_config(cfg).splits("base")
+
+
+def test_eval_split_must_be_test_or_val(compose):
+    from transmiter.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match="eval.split"):
+        validate_config(compose(["experiment=smoke", "eval.split=train"]), check_data=False)
+
+
+def test_dataset_train_crop_scale_reaches_the_training_transform_and_feature_identity(compose, tmp_path):
+    """A dataset's `train_crop_scale` shapes the training crop and keys every train-view feature cache."""
+    from torchvision import transforms as T
+
+    from transmiter.features.extract import ViewSpec, feature_identity
+
+    cfg = compose(["experiment=smoke", "+dataset.train_crop_scale=[1.0,1.0]", f"paths.output_dir={tmp_path}/o"])
+    ctx = RunContext.from_config(cfg)
+    bundle = ctx.load_model(cfg.model)
+    (crop,) = [t for t in bundle.train_transform.transforms if isinstance(t, T.RandomResizedCrop)]
+    assert crop.scale == (1.0, 1.0) and bundle.train_crop_scale == (1.0, 1.0)
+    default = RunContext.from_config(compose(["experiment=smoke", f"paths.output_dir={tmp_path}/p"]))
+    other = default.load_model(cfg.model)
+    assert other.train_crop_scale == (0.08, 1.0)
+    train, test = ViewSpec("train"), ViewSpec("test")
+    assert feature_identity(bundle, [], train, {}) != feature_identity(other, [], train, {})
+    assert feature_identity(bundle, [], test, {}) == feature_identity(other, [], test, {})
+
+
+def test_bad_train_crop_scale_names_the_key(compose):
+    from transmiter.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match="dataset.train_crop_scale"):
+        validate_config(compose(["experiment=smoke", "+dataset.train_crop_scale=[0.9,0.1]"]), check_data=False)

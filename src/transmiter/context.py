@@ -135,20 +135,45 @@ class RunContext:
         shots = int(self.cfg.setting.shots) if shots is None else shots
         key = (spec.name, spec.folder, subsample, shots, self.seed)
         if key not in self._splits:
-            self._splits[key] = build_splits(
-                spec, self.data_dir, shots=shots, seed=self.seed, subsample=subsample
-            )
+            splits = build_splits(spec, self.data_dir, shots=shots, seed=self.seed, subsample=subsample)
+            self._splits[key] = self._evaluated_on(splits)
         return self._splits[key]
+
+    @property
+    def train_crop_scale(self) -> tuple[float, float]:
+        """The dataset's training-crop area range (`dataset.train_crop_scale`, default the protocol's)."""
+        from transmiter.data.transforms import DEFAULT_CROP_SCALE
+
+        low, high = self.cfg.dataset.get("train_crop_scale", None) or DEFAULT_CROP_SCALE
+        return float(low), float(high)
+
+    @property
+    def eval_split(self) -> str:
+        return str(self.cfg.get("eval", {}).get("split", "test"))
+
+    def _evaluated_on(self, splits):
+        """With `eval.split=val`, the splits' test list is their (few-shot sampled) val list, so every method
+        evaluates on val without knowing; training never reads `test`, so stages are shared with test runs."""
+        if self.eval_split == "test":
+            return splits
+        if splits.val_is_test:
+            from transmiter.config import ConfigError
+
+            raise ConfigError(
+                f"eval.split=val: {splits.name} has no validation split of its own (its protocol uses the test "
+                "set as val), so it cannot be used for model selection; tune on another dataset or use eval.split=test"
+            )
+        return dataclasses.replace(splits, test=list(splits.val))
 
     # --- models -------------------------------------------------------------------------------
     def load_model(self, node: DictConfig | Any, device: str = "cpu"):
         from transmiter.models.clip import ModelSpec, load_clip
 
         spec = node if isinstance(node, ModelSpec) else instantiate(node)
-        key = repr(spec)
+        key = repr((spec, self.train_crop_scale))
         if key not in self._models:
             with self.timed("model_load_s"):
-                self._models[key] = load_clip(spec, device=device)
+                self._models[key] = load_clip(spec, device=device, train_crop_scale=self.train_crop_scale)
         return self._models[key]
 
     # --- timings ------------------------------------------------------------------------------
@@ -161,7 +186,7 @@ class RunContext:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
-_SPEC_EXTRAS = ("templates", "epoch_divisor")
+_SPEC_EXTRAS = ("templates", "epoch_divisor", "train_crop_scale")
 
 
 def dataset_spec_from_config(node: DictConfig):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from transmiter.models.templates import TEMPLATE_KINDS
 
 SUBSETS = ("all", "base", "new")
+EVAL_SPLITS = ("test", "val")
 
 
 class ConfigError(ValueError):
@@ -56,6 +57,26 @@ def validate_config(cfg: DictConfig, check_data: bool = True) -> None:
             "method.templates",
             cfg.method.templates,
             f"choose one of {', '.join(TEMPLATE_KINDS)}",
+        )
+    _require(
+        cfg.eval.get("split", "test") in EVAL_SPLITS,
+        "eval.split",
+        cfg.eval.get("split"),
+        "use test (reported numbers) or val (hyperparameter selection)",
+    )
+    crop = cfg.dataset.get("train_crop_scale", None)
+    if crop is not None:
+        ok = (
+            OmegaConf.is_list(crop)
+            and len(crop) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in crop)
+            and 0 < crop[0] <= crop[1] <= 1
+        )
+        _require(
+            ok,
+            "dataset.train_crop_scale",
+            crop,
+            "use [low, high] with 0 < low <= high <= 1, e.g. [0.08, 1.0]",
         )
     for key in ("batch_size", "num_workers"):
         v = cfg.eval[key]

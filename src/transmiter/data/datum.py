@@ -86,13 +86,14 @@ def relative_to_root(impath: str, root: Path | str) -> str:
     return relative.replace(os.sep, "/")
 
 
-def split_identity(splits: DatasetSplits) -> str:
+def split_identity(splits: DatasetSplits, parts: tuple[str, ...] = SPLIT_NAMES) -> str:
     """A stable fingerprint of exactly which images, labels and class names ``splits`` holds.
 
     SHA-256 over a canonical JSON of the dataset name, the class names and, per split, the list of
     ``(relative path, label, classname)``. Paths are relative to ``splits.root``, so the identity does not
     change when the dataset folder moves; it changes when a split file, a few-shot draw or the base/new
-    selection changes. Returns ``"sha256:<64 hex digits>"``.
+    selection changes. Returns ``"sha256:<64 hex digits>"``. ``parts`` restricts it to some splits (training
+    stages key on ``("train",)`` only, so a validation-split run shares them with the test run).
     """
     digest = hashlib.sha256()
 
@@ -103,7 +104,7 @@ def split_identity(splits: DatasetSplits) -> str:
         digest.update(b"\n")
 
     feed({"name": splits.name, "classnames": list(splits.classnames)})
-    for split_name in SPLIT_NAMES:
+    for split_name in parts:
         items = splits.split(split_name)
         feed({"split": split_name, "size": len(items)})
         for datum in items:

@@ -26,6 +26,8 @@ from torchvision.transforms import InterpolationMode
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+#: the protocol's RandomResizedCrop area range; a dataset config may narrow it (`train_crop_scale`)
+DEFAULT_CROP_SCALE = (0.08, 1.0)
 
 
 class ConvertToRGB:
@@ -42,7 +44,7 @@ def build_transforms(
     image_size: int = 224,
     mean: Sequence[float] = CLIP_MEAN,
     std: Sequence[float] = CLIP_STD,
-    rrc_scale: Sequence[float] = (0.08, 1.0),
+    rrc_scale: Sequence[float] = DEFAULT_CROP_SCALE,
 ) -> tuple[T.Compose, T.Compose]:
     """``(train_transform, test_transform)`` as described in the module docstring."""
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:

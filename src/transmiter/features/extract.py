@@ -155,6 +155,7 @@ def feature_identity(bundle, items: Sequence[Any], view: ViewSpec, extra: Mappin
         "image_size": bundle.image_size,
         "mean": list(bundle.mean),
         "std": list(bundle.std),
+        **({"train_crop_scale": list(bundle.train_crop_scale)} if view.transform == "train" else {}),
         **dict(extra),
     }
 

@@ -175,7 +175,11 @@ class TransferMethod:
             f"{what} of the {len(keep)} training classes ({ctx.cfg.setting.train_subsample}), "
             f"{len(items)} images x {self.views} augmented views, no labels"
         )
-        fingerprint = _digest([f"{d.impath}\t{d.label}" for d in items] + [repr(v) for v in views])
+        fingerprint = _digest(
+            [f"{d.impath}\t{d.label}" for d in items]
+            + [repr(v) for v in views]
+            + [repr(ctx.train_crop_scale)]
+        )
         return FitData(items, views, description, fingerprint)
 
     def label_space(self, ctx) -> tuple[list[str], list[str]]:

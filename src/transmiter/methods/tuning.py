@@ -79,11 +79,12 @@ class FineTune:
             "stage": f"{self.kind}/v1",
             "model": base_bundle.identity,
             "dataset": splits.name,
-            "train": split_identity(splits),
+            "train": split_identity(splits, ("train",)),
             "template": self._template(ctx),
             "hparams": kwargs,
             "batch_size": self.batch_size,
             "epoch_divisor": int(ctx.cfg.dataset.get("epoch_divisor", 1)),
+            "train_crop_scale": list(ctx.train_crop_scale),
             "seed": ctx.seed,
             "precision": str(ctx.cfg.trainer.get("precision")),
         }
@@ -110,7 +111,9 @@ class FineTune:
 
         from transmiter.models.clip import load_clip
 
-        bundle = load_clip(spec)  # a private copy: training must not touch the shared zero-shot model
+        bundle = load_clip(
+            spec, train_crop_scale=ctx.train_crop_scale
+        )  # a private copy: training must not touch the shared zero-shot model
         model = bundle.model
         template = self._template(ctx)
         module, datamodule = self._build(ctx, bundle, splits, template, kwargs)

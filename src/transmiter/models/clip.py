@@ -138,6 +138,8 @@ class ClipBundle:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    #: RandomResizedCrop area range of `train_transform` (part of every train-view feature identity)
+    train_crop_scale: tuple[float, float] = (0.08, 1.0)
 
     @property
     def logit_scale(self) -> float:
@@ -169,8 +171,13 @@ def _register_project_models() -> None:
     _PROJECT_MODELS_REGISTERED = True
 
 
-def load_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> ClipBundle:
-    """Create the open_clip model, tokenizer and the protocol's train/test transforms (protocol.md §6)."""
+def load_clip(
+    spec: ModelSpec,
+    device: str | torch.device = "cpu",
+    train_crop_scale: tuple[float, float] = (0.08, 1.0),
+) -> ClipBundle:
+    """Create the open_clip model, tokenizer and the protocol's train/test transforms (protocol.md §6);
+    `train_crop_scale` is the training crop's area range (a dataset may narrow the protocol's (0.08, 1))."""
     import open_clip
 
     from transmiter.data.transforms import build_transforms
@@ -212,7 +219,8 @@ def load_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> ClipBundle
     image_size = int(image_size[0] if isinstance(image_size, tuple | list) else image_size)
     mean = tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
     std = tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
-    train_tf, test_tf = build_transforms(image_size=image_size, mean=mean, std=std)
+    crop = (float(train_crop_scale[0]), float(train_crop_scale[1]))
+    train_tf, test_tf = build_transforms(image_size=image_size, mean=mean, std=std, rrc_scale=crop)
     return ClipBundle(
         spec=spec,
         model=model,
@@ -223,6 +231,7 @@ def load_clip(spec: ModelSpec, device: str | torch.device = "cpu") -> ClipBundle
         image_size=image_size,
         mean=mean,  # type: ignore[arg-type]
         std=std,  # type: ignore[arg-type]
+        train_crop_scale=crop,
     )
 
 
