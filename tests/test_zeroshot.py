@@ -179,7 +179,9 @@ def test_dataset_train_crop_scale_reaches_the_training_transform_and_feature_ide
 
     from transmiter.features.extract import ViewSpec, feature_identity
 
-    cfg = compose(["experiment=smoke", "+dataset.train_crop_scale=[1.0,1.0]", f"paths.output_dir={tmp_path}/o"])
+    cfg = compose(
+        ["experiment=smoke", "+dataset.train_crop_scale=[1.0,1.0]", f"paths.output_dir={tmp_path}/o"]
+    )
     ctx = RunContext.from_config(cfg)
     bundle = ctx.load_model(cfg.model)
     (crop,) = [t for t in bundle.train_transform.transforms if isinstance(t, T.RandomResizedCrop)]
@@ -196,4 +198,6 @@ def test_bad_train_crop_scale_names_the_key(compose):
     from transmiter.config import ConfigError, validate_config
 
     with pytest.raises(ConfigError, match="dataset.train_crop_scale"):
-        validate_config(compose(["experiment=smoke", "+dataset.train_crop_scale=[0.9,0.1]"]), check_data=False)
+        validate_config(
+            compose(["experiment=smoke", "+dataset.train_crop_scale=[0.9,0.1]"]), check_data=False
+        )
