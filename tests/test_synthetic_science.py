@@ -21,20 +21,25 @@ PAIR = "synth-weak→synth-strong"
 
 
 @pytest.fixture(scope="module")
-def world_paths(tmp_path_factory):
-    """(cache_dir, data_dir) of the demo world, built and published as `transmiter world build` does."""
-    from transmiter.synthetic.cli import build
+def built_world(tmp_path_factory):
+    """(world, cache_dir, data_dir): the demo world, built and published as `transmiter world build` does."""
+    from transmiter.synthetic.cli import publish_world
 
     cache = Path(os.environ.get("TRANSMITER_SYNTHETIC_CACHE") or tmp_path_factory.mktemp("synthetic_cache"))
     data = tmp_path_factory.mktemp("synthetic_data")
-    build([f"paths.cache_dir={cache}", f"paths.data_dir={data}"], "demo")
-    return cache, data
+    world = build_world(cache / "synthetic", data, scale="demo", progress=False)
+    publish_world(world, cache, "demo")
+    return world, cache, data
 
 
 @pytest.fixture(scope="module")
-def world(world_paths):
-    cache, data = world_paths
-    return build_world(cache / "synthetic", data, scale="demo", progress=False)
+def world(built_world):
+    return built_world[0]
+
+
+@pytest.fixture(scope="module")
+def world_paths(built_world):
+    return built_world[1:]
 
 
 @pytest.fixture(scope="module")

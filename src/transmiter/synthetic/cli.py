@@ -39,7 +39,13 @@ def build(overrides: list[str], scale: str) -> dict:
     cfg = compose_config(overrides)
     cache_dir, data_dir = absolute(cfg.paths.cache_dir), absolute(cfg.paths.data_dir)
     world = build_world(cache_dir / "synthetic", data_dir, scale=scale, progress=True)
-    folder = cache_dir / "world" / scale
+    return publish_world(world, cache_dir, scale)
+
+
+def publish_world(world, cache_dir: Path, scale: str) -> dict:
+    """Publish a built world's checkpoints under `<cache_dir>/world/<scale>/` (the names `conf/model/synth_*`
+    point at) and write `world.json` there; returns that summary."""
+    folder = Path(cache_dir) / "world" / scale
     summary = world.to_dict()
     for role, arch, ckpt in (
         ("weak", world.weak_model, world.weak_checkpoint),
