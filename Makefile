@@ -48,7 +48,11 @@ demo: setup ## The whole study on the synthetic world, no download (cold ~10 min
 	$(RUN) transmiter report outputs/demo --out outputs/demo/report --study demo \
 		--title "Demo study: the synthetic world" --readme experiments/demo/README.md
 
-reproduce-demo: demo ## The synthetic study at full size (same as demo)
+reproduce-demo: setup ## The synthetic study at full size: 3 benchmarks x 2 settings x 3 seeds (18 jobs, ~30 min on 2 cores)
+	$(RUN) transmiter world build
+	$(RUN) transmiter -m experiment=demo_full
+	$(RUN) transmiter report outputs/demo_full --out outputs/demo_full/report --study demo_full \
+		--title "The synthetic study at full size" --readme experiments/demo_full/README.md
 
 report: setup ## Tables and plots from every results record under outputs/
 	$(RUN) transmiter report outputs --out outputs/report
@@ -64,22 +68,31 @@ DATA ?= $(CURDIR)/data
 PAIR ?= vit_b16_to_vit_l14
 GPUS ?= 1
 DRY_RUN ?= 0
-STUDY_TRAINER := $(if $(filter 1,$(GPUS)),gpu,ddp trainer.devices=$(GPUS))
+SLURM ?= 0
+DOWNLOAD ?= 0
+# Several GPUs under a local multirun need ddp_spawn (Lightning's re-executing `ddp` would start one
+# sweep per GPU; the app refuses it). Under SLURM, submitit starts one task per GPU and plain ddp works.
+ifeq ($(SLURM),1)
+STUDY_TRAINER := ddp trainer.devices=$(GPUS) hydra/launcher=slurm
+else
+STUDY_TRAINER := $(if $(filter 1,$(GPUS)),gpu,ddp trainer.devices=$(GPUS) trainer.strategy=ddp_spawn)
+endif
 STUDY_ARGS = paths.data_dir=$(DATA) pair=$(PAIR) trainer=$(STUDY_TRAINER)
 
 .PHONY: reproduce-b2n reproduce-b2b reproduce-demo wandb-sync
 
-reproduce-b2n: setup ## Base-to-novel study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, DRY_RUN=1 lists jobs)
+reproduce-b2n: setup ## Base-to-novel study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, SLURM=1, DOWNLOAD=1, DRY_RUN=1 lists jobs)
 	@$(MAKE) --no-print-directory _reproduce STUDY=b2n
 
-reproduce-b2b: setup ## Base-to-base study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, DRY_RUN=1 lists jobs)
+reproduce-b2b: setup ## Base-to-base study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, SLURM=1, DOWNLOAD=1, DRY_RUN=1 lists jobs)
 	@$(MAKE) --no-print-directory _reproduce STUDY=b2b
 
 _reproduce:
 ifeq ($(DRY_RUN),1)
-	$(RUN) transmiter -m experiment=$(STUDY) $(STUDY_ARGS) dry_run=true
+	$(RUN) transmiter -m experiment=$(STUDY) paths.data_dir=$(DATA) pair=$(PAIR) dry_run=true
 else
 	$(RUN) transmiter data check dataset=all paths.data_dir=$(DATA) --only-study
+	$(RUN) transmiter weights check pair=$(PAIR) $(if $(filter 1,$(DOWNLOAD)),--allow-download,)
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-0} $(RUN) transmiter -m experiment=$(STUDY) $(STUDY_ARGS)
 	$(RUN) transmiter report outputs/studies/$(STUDY) --out outputs/studies/$(STUDY)/report --study $(STUDY) --readme experiments/$(STUDY)/README.md
 endif

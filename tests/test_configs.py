@@ -133,3 +133,41 @@ def test_missing_split_file_names_it(compose, tmp_path):
 def test_config_dir_is_the_repository_tree():
     assert (CONFIG_DIR / "config.yaml").is_file()
     assert Path(CONFIG_DIR).name == "conf"
+
+
+@pytest.mark.parametrize("finetuner", ["skip_tuning", "ft"])
+def test_study_source_finetuner_switch_sets_every_transfer_row(compose, finetuner):
+    cfg = compose(["method=study", "pair=tiny_random", f"method.source_finetuner={finetuner}"])
+    study = instantiate(cfg.method)
+    assert study.source_finetuner == finetuner and len(study.transfer) >= 3
+    for name in study.transfer:  # EFT (and variants), TransMiter, TransMiter+
+        assert cfg.method.methods[name].source_finetune.kind == finetuner, name
+        assert study.methods[name].source_finetune.kind == finetuner, name
+    # the transfer rows follow the study's own fine-tuning config (one shared training)
+    assert cfg.method.methods.transmiter.source_finetune == cfg.method.methods[finetuner]
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("method.fit.proj_dim=32", "method.fit.proj_dim"),  # < K = 64
+        ("method.fit.proj_dim=1.5", "method.fit.proj_dim"),
+        ("method.fit.dropout=1.0", "method.fit.dropout"),
+        ("method.fit.dropout=-0.1", "method.fit.dropout"),
+    ],
+)
+def test_adapter_proj_dim_and_dropout_are_validated(compose, override, key):
+    base = ["model=tiny_random", "pair=tiny_random", "method=transmiter", "method.K=64"]
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose([*base, override]), check_data=False)
+    assert key in str(err.value)
+    for ok in (["method.fit.proj_dim=null"], ["method.fit.proj_dim=80", "method.fit.dropout=0.1"]):
+        validate_config(compose([*base, *ok]), check_data=False)
+
+
+def test_adapter_options_are_validated_inside_a_study(compose):
+    cfg = compose(
+        ["model=tiny_random", "pair=tiny_random", "method=study", "method.methods.transmiter.fit.dropout=2"]
+    )
+    with pytest.raises(ConfigError, match=r"method\.methods\.transmiter\.fit\.dropout"):
+        validate_config(cfg, check_data=False)

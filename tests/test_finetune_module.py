@@ -179,3 +179,27 @@ def test_resnet_tower_fine_tunes():
     loss.backward()
     assert rn.visual.layer1[0].conv1.weight.grad is not None
     assert rn.visual.conv1.weight.grad is None
+
+
+def _recorded_logs(module) -> list[tuple[str, dict]]:
+    """Replace `module.log` by a recorder of (name, keyword arguments)."""
+    calls: list[tuple[str, dict]] = []
+    module.log = lambda name, value, **kw: calls.append((name, kw))
+    return calls
+
+
+def test_epoch_level_train_loss_is_synced_across_ranks():
+    """engineering.md §3 pitfall 7: the epoch mean of the loss is reduced over DDP ranks (sync_dist), the
+    per-step value is logged as it is; keys stay train/loss_step and train/loss_epoch."""
+    model, tok = tiny()
+    data = SolidColourDataset(2, 2)
+    module = FinetuneCLIP(model, tok, data.classnames)
+    calls = _recorded_logs(module)
+    images, labels, _ = next(iter(DataLoader(data, batch_size=4)))
+    module.training_step((images, labels), 0)
+    logged = dict(calls)
+    assert set(logged) == {"train/loss_step", "train/loss_epoch"}
+    assert logged["train/loss_step"]["on_step"] and not logged["train/loss_step"]["on_epoch"]
+    assert logged["train/loss_step"].get("sync_dist", False) is False
+    epoch = logged["train/loss_epoch"]
+    assert epoch["on_epoch"] and not epoch["on_step"] and epoch["sync_dist"] is True

@@ -225,3 +225,21 @@ def test_tiny_registered_config_is_splittable():
     model = open_clip.create_model(name, pretrained=None)
     check_splittable(model)
     assert tower_depths(model) == (4, 4)
+
+
+@pytest.mark.parametrize("arch", ["ViT-B-16", "RN50"])
+def test_trimmed_text_encoding_equals_full_length(arch):
+    """Dropping the padding after the last end-of-text token leaves every prompt's feature unchanged."""
+    from transmiter.models.towers import encode_text, trim_text_tokens
+
+    torch.manual_seed(0)
+    model = open_clip.create_model(arch, pretrained=None).eval()
+    ids = open_clip.get_tokenizer(arch)(
+        ["a photo of a dog.", "a photo of a british shorthair, a type of pet."]
+    )
+    trimmed = trim_text_tokens(model, ids)
+    assert trimmed.shape[1] < ids.shape[1] and (trimmed[:, -1] != 0).any()
+    with torch.no_grad():
+        full = model.encode_text(ids, normalize=True)
+        torch.testing.assert_close(encode_text(model, ids, normalize=True), full, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(encode_text(model, trimmed, normalize=True), full, atol=1e-5, rtol=1e-5)

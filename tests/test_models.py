@@ -98,3 +98,58 @@ def test_text_head_is_normalised_scaled_and_cached(tmp_path):
     # underscores become spaces in prompts: same head as the spaced name
     spaced = text_head(bundle, ["red circle", "blue square"], ["a photo of a {}.", "a {}."])
     torch.testing.assert_close(head, spaced)
+
+
+def test_tuned_checkpoint_of_a_quick_gelu_model_reloads_with_quick_gelu(compose, tmp_path, monkeypatch):
+    """FT/Skip Tuning save weights only; the tuned spec must rebuild the QuickGELU network they were trained
+    as (OpenAI weights use QuickGELU; a checkpoint file alone loads as GELU)."""
+    from open_clip.transformer import QuickGELU
+
+    from transmiter.context import RunContext, dataset_spec_from_config
+    from transmiter.data.fake import write_fake_dataset
+    from transmiter.instantiate import instantiate
+    from transmiter.stages import StageResult
+
+    cfg = compose(
+        [
+            "experiment=smoke",
+            "method=ft",
+            "+model.force_quick_gelu=true",
+            f"paths.output_dir={tmp_path / 'out'}",
+        ]
+    )
+    write_fake_dataset(
+        dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=4, per_class=(4, 1, 1)
+    )
+    ctx = RunContext.from_config(cfg)
+    base = ctx.load_model(cfg.model)
+    stage = tmp_path / "stage"
+    stage.mkdir()
+
+    def trained(name, identity, fn):  # the stage as training leaves it: the weights in model.safetensors
+        weights = {k: v.contiguous() for k, v in base.model.state_dict().items()}
+        save_file(weights, str(stage / "model.safetensors"), metadata={"arch": base.spec.arch})
+        return StageResult(name, "key", stage, {"checkpoint": str(stage / "model.safetensors")}, False, 0.0)
+
+    monkeypatch.setattr(ctx, "run_stage", trained)
+    spec = instantiate(cfg.method).tuned_spec(ctx, cfg.model)
+    assert spec.force_quick_gelu is True and spec.extra == base.spec.extra
+    tuned = load_clip(spec)
+
+    def activations(model) -> set[type]:
+        return {type(block.mlp.gelu) for block in model.visual.transformer.resblocks} | {
+            type(block.mlp.gelu) for block in model.transformer.resblocks
+        }
+
+    assert activations(base.model) == activations(tuned.model) == {QuickGELU}
+    x = torch.randn(2, 3, 32, 32)
+    tokens = base.tokenizer(["a photo of a cat.", "a dog"])
+    with torch.no_grad():
+        torch.testing.assert_close(tuned.model.encode_image(x), base.model.encode_image(x))
+        torch.testing.assert_close(tuned.model.encode_text(tokens), base.model.encode_text(tokens))
+        # what the checkpoint gave before: the same weights under GELU, another network
+        gelu = load_clip(ModelSpec(arch=spec.arch, pretrained=spec.pretrained))
+        assert activations(gelu.model) == {torch.nn.GELU}
+        assert not torch.allclose(gelu.model.encode_image(x), base.model.encode_image(x))
+    # caches keyed on the identity never mix the two networks
+    assert tuned.identity == gelu.identity + "+quickgelu"

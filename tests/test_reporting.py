@@ -92,6 +92,9 @@ def test_canonical_method_order_with_alphabetical_fallback():
         ("finetune", "FT synth-strong"),
         ("skip_tuning", "Skip Tuning synth-strong"),
         ("eft", "EFT synth-weak→synth-strong"),
+        ("eft_base_change", "EFT base-change synth-weak→synth-strong"),
+        ("eft_ensemble", "EFT ensemble synth-weak→synth-strong"),
+        ("eft_self_ensemble", "EFT self-ensemble synth-weak→synth-strong"),
         ("transmiter", "TransMiter synth-weak→synth-strong"),
         ("transmiter_plus", "TransMiter+ synth-weak→synth-strong"),
         (None, "Another baseline"),
@@ -99,6 +102,21 @@ def test_canonical_method_order_with_alphabetical_fallback():
     ]
     shuffled = rows[::-1][3:] + rows[::-1][:3]
     assert sorted(shuffled, key=lambda mr: method_sort_key(*mr)) == rows
+
+
+def test_eft_variant_rows_follow_plain_eft_by_config_name_or_label():
+    from transmiter.methods.transmiter import EFT_VARIANTS
+    from transmiter.reporting.ordering import eft_variant, method_family, method_sort_key
+
+    labels = {variant: f"{label} RN50→ViT-B-16" for variant, (_, label, _) in EFT_VARIANTS.items()}
+    for variant, label in labels.items():
+        assert method_family(label) == "eft" and eft_variant(None, label) == variant
+        config_name = "eft" if variant == "eft" else f"eft_{variant}"
+        assert eft_variant(config_name, "EFT") == variant
+    order = ["eft", "base_change", "ensemble", "self_ensemble"]
+    # plain EFT first although "EFT ensemble ..." sorts before "EFT RN50..." alphabetically
+    assert sorted(order[::-1], key=lambda v: method_sort_key(None, labels[v])) == order
+    assert method_sort_key(None, labels["self_ensemble"]) < method_sort_key("transmiter", "TransMiter x")
 
 
 def test_table_rows_in_canonical_order_and_partial_average_labelled():

@@ -23,6 +23,34 @@ def test_mode_choice():
     assert choose_mode(None, [0] * 16 + [1] * 5) == "class"
 
 
+@pytest.mark.parametrize("shots", [None, 0, -1])
+def test_all_images_mode_follows_the_label_counts(shots):
+    """shots <= 0 / None means "all images": class-homogeneous only when every class has >= 4 images."""
+    assert choose_mode(shots, [0] * 16 + [1] * 4) == "class"
+    assert choose_mode(shots, [0] * 16 + [1] * 3) == "random"  # one class too small for the reference rule
+    assert choose_mode(shots, []) == "random"
+    assert ClassBatchSampler(_labels({0: 8, 1: 5}), 4, shots=shots).mode == "class"
+
+
+def test_classes_without_a_batch_are_named_and_strict_refuses(caplog):
+    """The reference never emits a short batch, so a class with < batch_size images is never trained on in
+    class mode; that is kept, but never silent."""
+    labels = _labels({0: 8, 1: 3, 2: 4, 3: 1})
+    names = ["cat", "dog", "owl", "yak"]
+    with caplog.at_level("WARNING", logger="transmiter.data.class_batches"):
+        s = ClassBatchSampler(labels, 4, shots=16, classnames=names)
+    assert s.unbatched_classes() == [1, 3]
+    assert "'dog' (3)" in caplog.text and "'yak' (1)" in caplog.text and "never trained" in caplog.text
+    assert {labels[b[0]] for b in s.plan(0)} == {0, 2}  # the reference's plan, unchanged
+    with pytest.raises(ValueError, match=r"2 class\(es\).*'dog' \(3\)"):
+        ClassBatchSampler(labels, 4, shots=16, classnames=names, strict=True)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="transmiter.data.class_batches"):
+        assert ClassBatchSampler(labels, 4, mode="random").unbatched_classes() == []  # random mode uses all
+        ClassBatchSampler(_labels({0: 4, 1: 8}), 4, shots=16, strict=True)  # every class batched: fine
+    assert caplog.text == ""
+
+
 def test_class_batches_one_class_each_and_coverage():
     labels = _labels({0: 16, 1: 16, 2: 10, 3: 3})
     s = ClassBatchSampler(labels, 4, shots=16, seed=1)

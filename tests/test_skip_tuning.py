@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import lightning as L
 import open_clip
 import pytest
@@ -93,7 +95,9 @@ def test_lskip_equivalence_vit_b16_random_init_batch1():
     module.eval()
     module.prepare_epoch(0)
     assert module.image_cache.store.shape == (1, 197, 768)
-    assert module.text_cache.shape == (2, 77, 512)
+    # prompts are trimmed after the longest end-of-text token ("a photo of a dog." is 7 tokens + SOT/EOT)
+    assert module.text_cache.shape == (2, module.train_token_ids.shape[1], 512)
+    assert module.train_token_ids.shape[1] < 77
     with torch.no_grad():
         full = module(images, ["dog", "cat"])
     torch.testing.assert_close(_cached_logits(module, [0]), full, atol=1e-3, rtol=1e-4)
@@ -172,11 +176,19 @@ def test_memory_mapped_cache(tmp_path):
     data = SolidColourDataset(2, 4)
     mem = SkipTuningCLIP(model, tok, data.classnames, train_dataset=data)
     mapped = SkipTuningCLIP(model, tok, data.classnames, train_dataset=data, cache_dir=str(tmp_path))
+    # a second job sharing the cache_dir (same rank tag) gets its own file and cannot overwrite ours
+    other = SkipTuningCLIP(model, tok, data.classnames, train_dataset=data, cache_dir=str(tmp_path))
     mem.prepare_epoch(0)
     mapped.prepare_epoch(0)
-    path = tmp_path / "image_tokens_rank0.bin"
-    assert path.is_file() and path.stat().st_size == mapped.image_cache.nbytes
+    other.prepare_epoch(0)
+    path = mapped.image_cache.path
+    assert path.parent == tmp_path and path.name.startswith("image_tokens_rank0_") and path.suffix == ".bin"
+    assert path != other.image_cache.path and str(os.getpid()) in path.name
+    assert list(tmp_path.iterdir()) == []  # unlinked once mapped: nothing is left behind, even after a kill
+    assert mapped.image_cache.nbytes == mem.image_cache.nbytes > 0
     idx = torch.arange(8)
+    torch.testing.assert_close(mapped.image_cache.read(idx), mem.image_cache.read(idx))
+    other.image_cache.store.fill_(7.0)  # the other job's writes never reach our tokens
     torch.testing.assert_close(mapped.image_cache.read(idx), mem.image_cache.read(idx))
 
 
@@ -361,3 +373,54 @@ def test_vit_l14_depths_resolve():
     assert (module.omega, module.text_omega) == (2, 1)
     loader = DataLoader([(torch.randn(3, 32, 32), 0, 0)], batch_size=1)
     assert len(trainer().test(module, dataloaders=loader, verbose=False)) == 1
+
+
+def test_epoch_level_train_metrics_are_synced_across_ranks():
+    """engineering.md §3 pitfall 7: every epoch-level value is logged with sync_dist, step values without."""
+    model, tok = tiny()
+    data = SolidColourDataset(2, 4)
+    module = SkipTuningCLIP(model, tok, data.classnames, train_dataset=data, shots=4)
+    calls: list[tuple[str, dict]] = []
+    module.log = lambda name, value, **kw: calls.append((name, kw))
+    tokens, labels, _ = next(iter(module.train_dataloader()))
+    module.training_step((tokens, labels), 0)
+    logged = dict(calls)
+    assert set(logged) == {
+        "train/loss_step",
+        "train/loss_epoch",
+        "train/kept_classes_step",
+        "train/kept_classes_epoch",
+    }
+    for name, kw in logged.items():
+        if name.endswith("_epoch"):
+            assert kw["on_epoch"] and not kw["on_step"] and kw["sync_dist"] is True, name
+        else:
+            assert kw["on_step"] and not kw["on_epoch"] and not kw.get("sync_dist", False), name
+
+
+def test_token_cache_dir_is_not_part_of_the_stage_identity(compose, tmp_path, monkeypatch):
+    """Where the token cache lives changes no result: a stage trained in memory is reused with a cache_dir."""
+    from transmiter.context import RunContext, dataset_spec_from_config
+    from transmiter.data.fake import write_fake_dataset
+    from transmiter.instantiate import instantiate
+
+    identities = []
+
+    class _Stop(Exception):
+        pass
+
+    def record(name, identity, fn):
+        identities.append(identity)
+        raise _Stop
+
+    for extra in ([], [f"method.module.cache_dir={tmp_path / 'tokens'}"]):
+        cfg = compose(["experiment=smoke", "method=skip_tuning", f"paths.output_dir={tmp_path}", *extra])
+        write_fake_dataset(
+            dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=4, per_class=(4, 1, 1)
+        )
+        ctx = RunContext.from_config(cfg)
+        monkeypatch.setattr(ctx, "run_stage", record)
+        with pytest.raises(_Stop):
+            instantiate(cfg.method).tuned_spec(ctx, cfg.model)
+    assert len(identities) == 2 and identities[0] == identities[1]
+    assert "cache_dir" not in identities[0]["hparams"]

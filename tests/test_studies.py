@@ -16,6 +16,7 @@ from transmiter.config import ConfigError
 from transmiter.context import dataset_spec_from_config
 from transmiter.data.fake import write_fake_dataset
 from transmiter.reporting.records import load_records
+from transmiter.reporting.tables import results_table
 
 
 def _fake(cfg, classes=6):
@@ -70,8 +71,26 @@ def test_study_job_writes_one_record_per_row_and_is_skipped_when_done(compose, t
     run(cfg)
     records = load_records([out])
     rows = {r["row"] for r in records}
-    assert len(records) == 9 and any(r.startswith("TransMiter+") for r in rows)
+    assert len(records) == 12 and any(r.startswith("TransMiter+") for r in rows)
+    pair = "tiny-random→tiny-random-b"
+    for label in ("EFT", "EFT base-change", "EFT ensemble", "EFT self-ensemble"):  # distinct EFT rows
+        assert f"{label} {pair}" in rows, label
     assert {r["protocol"] for r in records} == {"coop-separate", "masked-joint"}
+    by_row = {r["row"]: r for r in records}
+    tm, tm_plus = by_row[f"TransMiter {pair}"], by_row[f"TransMiter+ {pair}"]
+    # TransMiter+ reuses TransMiter's fit and transfer: its costs still hold their first-measured seconds
+    assert tm_plus["extra"]["stages_reused"] == {
+        "adapter_fit": True,
+        "adapter_transfer": True,
+        "adapter_refine": False,
+    }
+    for key in ("fit_time_s", "transfer_time_s"):
+        assert tm_plus["costs"][key] == tm["costs"][key] > 0, key
+    assert tm_plus["timings"]["fit_s"] < tm_plus["costs"]["fit_time_s"]  # this row's own (reuse) time
+    assert tm_plus["costs"]["refine_time_s"] > 0 and tm["costs"]["feature_pass_time_s"] > 0
+    assert all(
+        r["extra"].get("source_finetune") == "skip_tuning" for r in records if r["extra"]["role"] == "pair"
+    )
     assert (out / "job.json").is_file()
     ledger = json.loads((out / "stages.json").read_text())
     names = sorted({v["name"] for v in ledger.values()})
@@ -128,7 +147,7 @@ def test_multirun_two_jobs_report_and_reuse(tmp_path, launcher):
     proc = _cli(sweep, root)
     assert proc.returncode == 0, proc.stderr[-4000:]
     records = load_records([root / "outputs" / "sweep"])
-    assert sorted({r["seed"] for r in records}) == [1, 2] and len(records) == 18
+    assert sorted({r["seed"] for r in records}) == [1, 2] and len(records) == 24  # 12 rows x 2 seeds
     rep = _cli(["report", "outputs/sweep", "--out", "outputs/report"], root)
     assert rep.returncode == 0 and "TransMiter+" in (root / "outputs/report/results.md").read_text()
     plan = _cli([*sweep, "dry_run=true"], root)
@@ -198,3 +217,71 @@ def test_dry_run_line_names_finished_stages_of_a_partial_job(compose, tmp_path):
     line = describe_job(cfg, tmp_path)
     assert line.startswith("[partial]") and "stages done: adapter_fit, skip_tuning" in line
     assert "data: MISSING" in line and "weights: source ok" in line
+
+
+def test_study_source_finetuner_falls_back_to_ft_when_skip_tuning_cannot_split_the_source(
+    compose, tmp_path, monkeypatch
+):
+    """As for an RN50 source: the source's Skip Tuning row is recorded as skipped (with the reason), and
+    every transfer row fine-tunes the source with FT instead, with the notice in its record."""
+    import transmiter.methods.study as study_mod
+
+    reason = "the image tower of this model is a ModifiedResNet (test stand-in)"
+    monkeypatch.setattr(
+        study_mod,
+        "skip_tuning_unsupported",
+        lambda bundle: reason if bundle.spec.name == "tiny-random" else None,  # the pair's source only
+    )
+    out = tmp_path / "job"
+    cfg = compose(["experiment=smoke_study", f"paths.output_dir={out}"])
+    _fake(cfg)
+    run(cfg)  # no crash
+    records = {r["row"]: r for r in load_records([out])}
+    skipped = records["Skip Tuning tiny-random"]
+    assert skipped["metrics"] == {} and skipped["extra"]["skipped"] == reason
+    assert records["Skip Tuning tiny-random-b"]["metrics"]  # the target is still Skip-Tuned
+    transfer = [r for r in records.values() if r["extra"]["role"] == "pair"]
+    assert len(transfer) == 6
+    for r in transfer:
+        assert r["extra"]["source_finetune"] == "ft" and r["metrics"], r["row"]
+        assert reason in r["extra"]["source_finetune_fallback"]
+    ledger = json.loads((out / "stages.json").read_text())
+    assert sum(1 for v in ledger.values() if v["name"] == "skip_tuning") == 1  # the target's only
+    report = results_table(list(load_records([out])))
+    assert "Skip Tuning tiny-random" not in {r.method for r in report}  # n/a: left out of the tables
+
+
+def test_source_finetune_plan_and_splittability_decisions():
+    import open_clip
+    import torch
+    from open_clip.model import CLIP
+
+    from transmiter.methods.finetune_bench import register_tiny_config
+    from transmiter.methods.study import needs_tower_split, skip_tuning_unsupported, source_finetune_plan
+
+    class Recipe:
+        def __init__(self, kind):
+            self.kind, self.name = kind, kind
+
+    class Transfer:
+        def __init__(self, finetuner):
+            self.source_finetune = finetuner
+
+    torch.manual_seed(0)
+    resnet = CLIP(
+        32,
+        dict(layers=[1, 1, 1, 1], width=16, image_size=64, head_width=8),
+        dict(context_length=16, width=32, heads=2, layers=2),
+    )
+    reason = skip_tuning_unsupported(resnet)
+    assert reason and "ModifiedResNet" in reason
+    assert skip_tuning_unsupported(open_clip.create_model(register_tiny_config(), pretrained=None)) is None
+
+    skip, ft = Recipe("skip_tuning"), Recipe("ft")
+    assert needs_tower_split(skip) and not needs_tower_split(ft)
+    assert source_finetune_plan(Transfer(skip), None, ft) == (skip, None)  # splittable: as configured
+    assert source_finetune_plan(Transfer(ft), reason, ft) == (ft, None)  # FT configured: nothing to do
+    chosen, notice = source_finetune_plan(Transfer(skip), reason, ft)
+    assert chosen is ft and "falls back from skip_tuning to ft" in notice and reason in notice
+    chosen, notice = source_finetune_plan(Transfer(skip), reason, None)
+    assert chosen is None and "no FT config" in notice

@@ -261,3 +261,130 @@ def test_non_finite_logits_stop_fitting_and_name_the_checkpoint(tmp_path):
     )
     with pytest.raises(NonFiniteLossError, match="non-finite"):
         trainer.fit(module, datamodule=dm)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the TransMiter+ pipeline on tiny random CLIPs and a fake dataset (methods/transmiter.py)
+# ---------------------------------------------------------------------------------------------------
+_PIPELINE = [
+    "experiment=smoke",
+    "method=transmiter_plus",
+    "pair=tiny_random",
+    "method@method.source_finetune=ft",
+    "method.source_finetune.module.epochs=1",
+    "method.K=64",
+    "method.views=2",
+    "method.fit.epochs=1",
+    "method.refine.epochs=1",
+]
+
+
+def _pipeline(compose, tmp_path, *overrides):
+    """(cfg, ctx, method) for TransMiter+ on a fake 6-class dataset with 10 training images per class
+    (3 base classes; the setting's few-shot split takes 4 of them)."""
+    from transmiter.context import RunContext, dataset_spec_from_config
+    from transmiter.data.fake import write_fake_dataset
+    from transmiter.instantiate import instantiate
+
+    cfg = compose([*_PIPELINE, f"paths.output_dir={tmp_path / 'run'}", *overrides])
+    write_fake_dataset(
+        dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=6, per_class=(10, 2, 3)
+    )
+    return cfg, RunContext.from_config(cfg), instantiate(cfg.method)
+
+
+def test_refinement_set_is_the_few_shot_base_split_even_when_fitting_on_all_images(compose, tmp_path):
+    _, ctx, method = _pipeline(compose, tmp_path, "method.fit_images=all")
+    fit, labelled = method.fit_data(ctx), method.refine_data(ctx)
+    base = set(method._train_ids(ctx, 6))
+    assert len(fit.items) == 10 * 3  # every training image of the 3 base classes (unlabelled)
+    assert len(labelled.items) == 4 * 3  # shots x base classes
+    assert {d.label for d in labelled.items} == base and {d.impath for d in labelled.items} <= {
+        d.impath for d in fit.items
+    }
+    assert labelled.labels.shape == (4 * 3 * 2,)  # x views
+    # with the default fit_images=fewshot both sets are the same images (the refine stage key is unchanged)
+    _, ctx2, default = _pipeline(compose, tmp_path)
+    assert default.refine_data(ctx2).fingerprint == default.fit_data(ctx2).fingerprint
+
+
+def test_transmiter_plus_pipeline_transfer_artifacts_costs_and_adapter_options(
+    compose, tmp_path, monkeypatch
+):
+    """One run, several contracts: the transfer never sums pairs over a process group; the transfer stage
+    checks the fitted artifact's source; the transferred artifact carries a config hash; fit.proj_dim and
+    fit.dropout reach the adapter; refinement trains on the few-shot labelled split under fit_images=all;
+    the record's costs keep each stage's first-measured seconds when a later run reuses the stages."""
+    import transmiter.transfer.artifact as artifact_mod
+    import transmiter.transfer.logit_data as logit_data_mod
+    import transmiter.transfer.transfer as transfer_mod
+    from transmiter.context import RunContext
+    from transmiter.instantiate import instantiate
+    from transmiter.transfer.artifact import config_hash, read_artifact_metadata
+
+    calls: dict[str, list] = {"distributed": [], "loads": [], "train_rows": []}
+    real_transfer = transfer_mod.transfer_adapter_with_details
+    real_load = artifact_mod.load_adapter_artifact
+    real_dm = logit_data_mod.LogitPairDataModule
+
+    def spy_transfer(*args, **kwargs):
+        calls["distributed"].append(kwargs.get("distributed", "missing"))
+        return real_transfer(*args, **kwargs)
+
+    def spy_load(path, **kwargs):
+        calls["loads"].append(kwargs)
+        return real_load(path, **kwargs)
+
+    def spy_dm(*args, train, **kwargs):
+        calls["train_rows"].append(int(train[0].shape[0]))
+        return real_dm(*args, train=train, **kwargs)
+
+    monkeypatch.setattr(transfer_mod, "transfer_adapter_with_details", spy_transfer)
+    monkeypatch.setattr(artifact_mod, "load_adapter_artifact", spy_load)
+    monkeypatch.setattr(logit_data_mod, "LogitPairDataModule", spy_dm)
+
+    cfg, ctx, method = _pipeline(
+        compose, tmp_path, "method.fit_images=all", "method.fit.proj_dim=80", "method.fit.dropout=0.1"
+    )
+    first = method(ctx)
+
+    # 1. every process holds all the pairs: the Procrustes statistic is never summed over processes
+    assert calls["distributed"] == [False]
+    # 4. the transfer stage refuses a fitted artifact of another source model
+    source = ctx.load_model(cfg.pair.source)
+    (transfer_load,) = [c for c in calls["loads"] if c.get("expect_stage") == "fitted"]
+    assert transfer_load["expect_source_model"] == source.identity
+    transferred = read_artifact_metadata(_stage_artifact(ctx, "adapter_transfer"))
+    assert transferred.config_hash == config_hash(method.artifact_config(64)) is not None
+    # 6. fit.proj_dim / fit.dropout reach the fitted adapter
+    fitted = read_artifact_metadata(_stage_artifact(ctx, "adapter_fit"))
+    assert fitted.adapter_config["proj_dim"] == 80 and fitted.adapter_config["dropout"] == pytest.approx(0.1)
+    # 2. fitting saw all 30 base-class training images, refinement only the 4-shot labelled 12 (x 2 views)
+    assert calls["train_rows"] == [30 * 2, 12 * 2]
+    assert "4-shot training images" in first.extra["refine_data"]
+    # 5. costs: each stage's seconds as first measured
+    costs = first.costs
+    for key in ("fit_time_s", "transfer_time_s", "refine_time_s", "feature_pass_time_s"):
+        assert costs[key] > 0, key
+    assert costs["train_time_s"] == pytest.approx(
+        costs["fit_time_s"] + costs["transfer_time_s"] + costs["refine_time_s"]
+    )
+    assert not any(first.extra["stages_reused"].values())
+
+    # the same job again (fresh context, same stage store): nothing is recomputed, costs stay the same
+    again_ctx = RunContext.from_config(cfg)
+    again = instantiate(cfg.method)(again_ctx)
+    assert all(again.extra["stages_reused"].values()) and calls["distributed"] == [False]
+    for key in ("fit_time_s", "transfer_time_s", "refine_time_s", "feature_pass_time_s", "train_time_s"):
+        assert again.costs[key] == pytest.approx(costs[key]), key
+    assert again_ctx.timings["fit_s"] < costs["fit_time_s"]  # this run's own wall time: a reuse
+
+
+def _stage_artifact(ctx, name: str):
+    """The adapter artifact of the (only) stage `name` in the job's ledger."""
+    import json
+    from pathlib import Path
+
+    ledger = json.loads((ctx.output_dir / "stages.json").read_text())
+    (entry,) = [v for v in ledger.values() if v["name"] == name]
+    return Path(entry["path"]) / "adapter.safetensors"

@@ -57,3 +57,46 @@ def test_raw_mode_and_explicit_num_classes():
 def test_prompttransfer_is_documented_as_not_implemented():
     assert "PromptTransfer" in (logit_arithmetic.__doc__ or "")
     assert not hasattr(logit_arithmetic, "prompt_transfer")
+
+
+def test_eft_method_variant_dispatches_to_each_baseline():
+    from transmiter.methods.transmiter import EFT_VARIANTS, combine_logits
+
+    tz, sf, sz = torch.tensor(T_ZS), torch.tensor(S_FT), torch.tensor(S_ZS)
+    a = 0.25
+    expected = {
+        "eft": eft_logits(tz, sf, sz, a),
+        "base_change": base_change(tz, sf, sz, a),
+        "ensemble": ensemble(tz, sf, a),
+        "self_ensemble": self_ensemble(sz, sf, a),
+    }
+    assert set(EFT_VARIANTS) == set(expected)
+    for variant, want in expected.items():
+        unused = {"ensemble": "s", "self_ensemble": "t"}.get(variant)
+        got = combine_logits(
+            variant, None if unused == "t" else tz, sf, None if unused == "s" else sz, alpha=a
+        )
+        torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="method.variant"):
+        combine_logits("proxy", tz, sf, sz)
+
+
+def test_eft_variant_configs_are_distinct_rows_with_fixed_alpha(compose):
+    from transmiter.instantiate import instantiate
+
+    rows = {}
+    for name in ("eft", "eft_base_change", "eft_ensemble", "eft_self_ensemble"):
+        cfg = compose([f"method={name}", "pair=tiny_random"])
+        method = instantiate(cfg.method)
+        # fixed in advance, never chosen on test: 1 (reference) for the arithmetic, 0.5 for the mixes
+        assert method.name == name and method.alpha == (0.5 if name.endswith("ensemble") else 1.0)
+        rows[name] = method._row(_Ctx(cfg))
+    assert len(set(rows.values())) == 4 and rows["eft"] == "EFT tiny-random→tiny-random-b"
+    assert rows["eft_ensemble"] == "EFT ensemble tiny-random→tiny-random-b"
+    study = compose(["method=study"]).method
+    assert {"eft", "eft_base_change", "eft_ensemble", "eft_self_ensemble"} <= set(study.transfer)
+
+
+class _Ctx:
+    def __init__(self, cfg):
+        self.cfg = cfg

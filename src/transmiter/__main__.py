@@ -5,6 +5,7 @@ transmiter data check dataset=NAME [...]     report what a dataset folder is mis
 transmiter data fake dataset=NAME [...]      write a tiny fake copy of a dataset layout (tests, smoke)
 transmiter report PATH... [--out DIR]        tables (Markdown, CSV) and plots from results records
 transmiter world build [--scale demo|tiny]   pretrain (or reuse) the synthetic world's models and data
+transmiter weights check pair=NAME           report whether a run's pretrained weights are here (exit 1 if not)
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int | None:
         from transmiter.synthetic.cli import main as world_main
 
         return world_main(argv[1:])
+    if argv[:1] == ["weights"]:
+        from transmiter.models.cli import main as weights_main
+
+        return weights_main(argv[1:])
     if argv[:1] in (["help"], ["--commands"]):
         print(__doc__)
         return 0

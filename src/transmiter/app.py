@@ -61,6 +61,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from transmiter.context import RunContext
+    from transmiter.distributed import begin_job
     from transmiter.instantiate import instantiate
     from transmiter.planning import describe_job, job_status
 
@@ -76,6 +77,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         )
         return {}
     validate_config(cfg)
+    # Name the job for its DDP ranks: they share stage decisions through it (transmiter.stages)
+    begin_job()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ctx = RunContext.from_config(cfg)
     method = instantiate(cfg.method)

@@ -36,8 +36,11 @@ class RunContext:
     seed: int
     timings: dict[str, float] = field(default_factory=dict)
     stage_outputs: dict[str, dict] = field(default_factory=dict)  # what each stage of this run produced
+    # images left out under dataset.on_corrupt_image=skip: {path: reason} (shared by derived contexts)
+    skipped_images: dict[str, str] = field(default_factory=dict)
     _models: dict[str, Any] = field(default_factory=dict)
     _splits: dict[tuple, Any] = field(default_factory=dict)
+    _image_verdicts: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, output_dir: str | Path | None = None) -> RunContext:
@@ -85,6 +88,10 @@ class RunContext:
         import json
         import os
 
+        from transmiter.distributed import is_global_zero
+
+        if not is_global_zero():  # one ledger per job: the other DDP ranks write nothing
+            return
         ledger_path = self.output_dir / "stages.json"
         try:
             ledger = json.loads(ledger_path.read_text())
@@ -136,8 +143,41 @@ class RunContext:
         key = (spec.name, spec.folder, subsample, shots, self.seed)
         if key not in self._splits:
             splits = build_splits(spec, self.data_dir, shots=shots, seed=self.seed, subsample=subsample)
+            if self.on_corrupt_image == "skip":
+                splits = self._without_unreadable(splits)
             self._splits[key] = self._evaluated_on(splits)
         return self._splits[key]
+
+    @property
+    def on_corrupt_image(self) -> str:
+        return str(self.cfg.dataset.get("on_corrupt_image", "error"))
+
+    def _without_unreadable(self, splits):
+        """`splits` minus the images that cannot be decoded (dataset.on_corrupt_image=skip).
+
+        Why a scan up front rather than skipping inside the DataLoader: every process (each DDP rank) builds
+        its splits itself and decodes the same files, so all ranks drop the same items before any sampler
+        shards them. Batch sizes, the number of steps per epoch and the DistributedSampler's shards stay
+        identical across ranks (a rank that dropped a sample mid-epoch would desynchronise the collectives),
+        and the split identity, which every cache and stage keys on, names exactly the images used."""
+        import logging
+
+        from transmiter.data.dataset import drop_unreadable_images
+
+        kept, dropped = drop_unreadable_images(splits, known=self._image_verdicts)
+        new = {path: reason for path, reason in dropped.items() if path not in self.skipped_images}
+        if new:
+            self.skipped_images.update(new)
+            shown = "; ".join(f"{path} ({reason})" for path, reason in list(new.items())[:5])
+            logging.getLogger("transmiter").warning(
+                "dataset.on_corrupt_image=skip: left out %d unreadable image(s) of %s (%d in this run so far): %s%s",
+                len(new),
+                splits.name,
+                len(self.skipped_images),
+                shown,
+                " ..." if len(new) > 5 else "",
+            )
+        return kept
 
     @property
     def train_crop_scale(self) -> tuple[float, float]:
@@ -186,7 +226,7 @@ class RunContext:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
-_SPEC_EXTRAS = ("templates", "epoch_divisor", "train_crop_scale")
+_SPEC_EXTRAS = ("templates", "epoch_divisor", "train_crop_scale", "on_corrupt_image")
 
 
 def dataset_spec_from_config(node: DictConfig):

@@ -30,8 +30,13 @@ def job_status(output_dir: Path) -> tuple[str, list[str]]:
 
 
 def mark_done(output_dir: Path, records: list[str], metrics: dict[str, Any]) -> None:
+    """Write `job.json` (global rank 0 only under a multi-process job)."""
     import os
 
+    from transmiter.distributed import is_global_zero
+
+    if not is_global_zero():
+        return
     tmp = output_dir / f".{JOB_FILE}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps({"status": "done", "records": records, "metrics": metrics}, indent=1))
     os.replace(tmp, output_dir / JOB_FILE)

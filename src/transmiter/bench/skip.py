@@ -32,12 +32,21 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
     import torch
 
     from transmiter.methods.finetune_bench import register_tiny_config
+    from transmiter.synthetic.architectures import STRONG_MODEL, WEAK_MODEL, register_synthetic_models
 
-    cases = [("tiny", register_tiny_config(), 32, 100, 2 if opts.quick else 3)]
+    register_synthetic_models()
+    steps = 2 if opts.quick else 3
+    # (label, open_clip name, image px, classes C, timed steps, batch); the synthetic world's two ViTs at
+    # SynthShapes' 30 classes and the demo's Skip Tuning batch of 16
+    cases = [
+        ("tiny", register_tiny_config(), 32, 100, steps, 4),
+        ("synth-weak", WEAK_MODEL, 32, 30, steps, 16),
+        ("synth-strong", STRONG_MODEL, 32, 30, steps, 16),
+    ]
     records: list[BenchRecord] = []
     if not opts.tiny:
         if torch.cuda.is_available() or "skip" in opts.explicit:
-            cases.append(("ViT-B-16", "ViT-B-16", 224, 100, 1 if opts.quick else 2))
+            cases.append(("ViT-B-16", "ViT-B-16", 224, 100, 1 if opts.quick else 2, 4))
         else:
             records.append(
                 skipped(
@@ -49,9 +58,9 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
                     "by default when CUDA is available)",
                 )
             )
-    for label, model_name, size, classes, steps in cases:
+    for label, model_name, size, classes, n_steps, batch in cases:
         try:
-            records.extend(_case(opts, label, model_name, size, classes, steps))
+            records.extend(_case(opts, label, model_name, size, classes, n_steps, batch))
         except Exception as err:
             records.append(failed(f"skip_vs_ft[{label}]", "skip", TITLE, err))
     return records

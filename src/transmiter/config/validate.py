@@ -78,6 +78,16 @@ def validate_config(cfg: DictConfig, check_data: bool = True) -> None:
             crop,
             "use [low, high] with 0 < low <= high <= 1, e.g. [0.08, 1.0]",
         )
+    from transmiter.data.dataset import CORRUPT_IMAGE_POLICIES
+
+    policy = cfg.dataset.get("on_corrupt_image", "error")
+    _require(
+        policy in CORRUPT_IMAGE_POLICIES,
+        "dataset.on_corrupt_image",
+        policy,
+        "use error (stop at the first unreadable image, naming it) or skip (leave unreadable images out; "
+        "they are counted and listed in the results record)",
+    )
     for key in ("batch_size", "num_workers"):
         v = cfg.eval[key]
         _require(
@@ -87,6 +97,7 @@ def validate_config(cfg: DictConfig, check_data: bool = True) -> None:
             "use a positive integer" if key == "batch_size" else "use 0 or a positive integer",
         )
     _validate_model(cfg)
+    _validate_methods(cfg)
     if check_data:
         _validate_dataset(cfg)
 
@@ -123,6 +134,123 @@ def _require_offline_weights(key: str, spec) -> None:
             f"{key}.pretrained={spec.pretrained!r}: weights not found offline ({where}). Download them once "
             f"on a connected machine (e.g. python -c \"import open_clip; open_clip.create_model('{spec.arch}', "
             f"pretrained='{spec.pretrained}')\"), or point {key}.pretrained at a local checkpoint file."
+        )
+
+
+def _method_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig, list[str]]]:
+    """(key, method node, keys of the model nodes it fine-tunes) for the method and those it nests: a study's
+    single-model methods run on each role of the pair; transfer methods fine-tune the pair's source."""
+    method = cfg.get("method")
+    if method is None:
+        return []
+    if "methods" not in method:
+        nodes = [("method", method, ["model"])]
+    else:
+        roles = [f"pair.{r}" for r in method.get("roles", ["source", "target"])]
+        single = set(method.get("single_model", []))
+        nodes = [
+            (f"method.methods.{name}", node, roles if name in single else ["pair.source"])
+            for name, node in method.methods.items()
+            if node is not None
+        ]
+    out = []
+    for key, node, models in nodes:
+        if "source_finetune" in node:
+            out.append((key, node, []))
+            out.append((f"{key}.source_finetune", node.source_finetune, ["pair.source"]))
+        else:
+            out.append((key, node, models))
+    return out
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _validate_methods(cfg: DictConfig) -> None:
+    """Method hyper-parameters that would only fail deep in a run: λ, K against the dataset's classes, ω
+    against the depth of the towers it splits."""
+    num_classes = cfg.dataset.get("num_classes")
+    for key, node, models in _method_nodes(cfg):
+        if "lam" in node:
+            _require(
+                _number(node.lam) and node.lam >= 0,
+                f"{key}.lam",
+                node.lam,
+                "the Procrustes regulariser must be a number >= 0 (the reference uses 500; 0 = plain Procrustes)",
+            )
+        if "K" in node:
+            K = node.K
+            _require(
+                isinstance(K, int) and not isinstance(K, bool) and K >= 2,
+                f"{key}.K",
+                K,
+                "use the number of logits the adapter works on, e.g. 1024 (C task classes + K-C auxiliary names)",
+            )
+            if isinstance(num_classes, int) and not node.get("grow_k", False):
+                _require(
+                    K > num_classes,
+                    f"{key}.K",
+                    K,
+                    f"K must exceed the number of classes of dataset={cfg.dataset.name} (C={num_classes}): K holds "
+                    f"the C task classes plus K-C auxiliary names; raise {key}.K (e.g. {_next_k(num_classes)}) or "
+                    f"set {key}.grow_k=true",
+                )
+        fit = node.get("fit") if isinstance(node.get("fit"), DictConfig) else None
+        if fit is not None and fit.get("proj_dim") is not None:
+            proj_dim, K = fit.proj_dim, node.get("K")
+            _require(
+                isinstance(proj_dim, int)
+                and not isinstance(proj_dim, bool)
+                and (not _number(K) or proj_dim >= K),
+                f"{key}.fit.proj_dim",
+                proj_dim,
+                f"the orthogonal projection needs proj_dim >= K (K={K}): use null (= K) or an integer >= K",
+            )
+        if fit is not None and "dropout" in fit:
+            _require(
+                _number(fit.dropout) and 0 <= fit.dropout < 1,
+                f"{key}.fit.dropout",
+                fit.dropout,
+                "use a dropout probability 0 <= dropout < 1 (the reference uses 0)",
+            )
+        if node.get("kind") == "skip_tuning" and "module" in node:
+            for model_key in models:
+                _validate_omega(cfg, key, node.module, model_key)
+
+
+def _next_k(num_classes: int) -> int:
+    k = 1024
+    while k <= num_classes:
+        k *= 2
+    return k
+
+
+def _validate_omega(cfg: DictConfig, key: str, module: DictConfig, model_key: str) -> None:
+    """0 <= ω <= depth of the image tower (and text_omega for the text tower) of the model at `model_key`."""
+    import open_clip
+
+    from transmiter.models.clip import _register_project_models
+
+    node = OmegaConf.select(cfg, model_key)
+    if node is None or "arch" not in node:
+        return
+    _register_project_models()
+    arch_cfg = open_clip.get_model_config(str(node.arch)) or {}
+    depths = {
+        "omega": (arch_cfg.get("vision_cfg") or {}).get("layers"),
+        "text_omega": (arch_cfg.get("text_cfg") or {}).get("layers"),
+    }
+    for name, depth in depths.items():
+        value = module.get(name)
+        if value is None or not isinstance(depth, int):  # None: the default (half the depth); ResNet towers
+            continue
+        _require(
+            isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= depth,
+            f"{key}.module.{name}",
+            value,
+            f"{model_key} ({node.arch}) has {depth} {'image' if name == 'omega' else 'text'} blocks: use "
+            f"0 <= {name} <= {depth}, or null for half the depth",
         )
 
 

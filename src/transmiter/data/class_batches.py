@@ -11,6 +11,14 @@ Modes:
   images, and batch_size of its unused images are drawn without replacement; a class is retired once fewer
   than batch_size images are left. 16 shots, batch 4 -> 4 batches per class per epoch.
 * "random" (shots < 4): a uniform random permutation cut into batches; the remainder is dropped.
+* shots None or <= 0 ("all images", no few-shot sampling): the label counts decide, "class" when every class
+  has >= 4 images, else "random".
+
+Classes with fewer than `batch_size` images get no batch in "class" mode, exactly as in the reference
+(FeatureLoader retires a class once fewer than batch_size images are left, and never emits a short batch), so
+they are never trained on. That is never silent: the sampler logs a warning naming them (a few-shot split keeps
+all images of a class with fewer than K, so this happens on small datasets), and `strict=True` makes it a
+ValueError. To train on them, use "random" mode (class_homogeneous=False) or a smaller batch_size.
 The plan is redrawn every epoch from (seed, epoch) only, so it is reproducible and identical on every rank.
 
 DDP: the epoch plan is dealt round-robin — rank r gets batches r, r + W, r + 2W, ... — and truncated to
@@ -26,23 +34,29 @@ wraps it in an IterableDataset, which Lightning leaves alone).
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["ClassBatchSampler", "choose_mode"]
+__all__ = ["CLASS_MODE_MIN_SHOTS", "ClassBatchSampler", "choose_mode"]
+
+log = logging.getLogger(__name__)
+
+CLASS_MODE_MIN_SHOTS = 4  # the reference: NUM_SHOTS >= 4 -> class-homogeneous batches
 
 
 def choose_mode(shots: int | None, labels: Sequence[int]) -> str:
-    """'class' when shots >= 4 else 'random'; shots None -> the largest per-class count of `labels`."""
-    if shots is None:
+    """'class' when shots >= 4 else 'random'. Shots None or <= 0 (all images, no few-shot sampling): 'class'
+    when every class in `labels` has >= 4 images, else 'random'."""
+    if shots is None or shots <= 0:
         counts: dict[int, int] = {}
         for y in labels:
             counts[int(y)] = counts.get(int(y), 0) + 1
-        shots = max(counts.values()) if counts else 0
-    return "class" if shots >= 4 else "random"
+        shots = min(counts.values()) if counts else 0
+    return "class" if shots >= CLASS_MODE_MIN_SHOTS else "random"
 
 
 def _dist_world() -> tuple[int, int]:
@@ -64,6 +78,8 @@ class ClassBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        strict: bool = False,
+        classnames: Sequence[str] | None = None,
     ):
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else [int(y) for y in labels]
         if batch_size < 1:
@@ -89,6 +105,21 @@ class ClassBatchSampler(Sampler[list[int]]):
                 f"no batch of {self.batch_size} can be formed from {len(labels)} training images in mode "
                 f"{mode!r} (class mode needs a class with >= batch_size images)"
             )
+        unbatched = self.unbatched_classes()
+        if unbatched:
+            shown = ", ".join(
+                f"{c if classnames is None else repr(classnames[c])} ({len(self._by_class[c])})"
+                for c in unbatched[:10]
+            )
+            message = (
+                f"class-homogeneous batches of {self.batch_size}: {len(unbatched)} class(es) have fewer "
+                f"images and get no batch, so they are never trained on (class (images): {shown}"
+                f"{', ...' if len(unbatched) > 10 else ''}); the reference does the same. Use random batches "
+                "(class_homogeneous=False) or a smaller batch_size to train on them"
+            )
+            if strict:
+                raise ValueError(message)
+            log.warning(message)
 
     # -- bookkeeping -------------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -99,6 +130,12 @@ class ClassBatchSampler(Sampler[list[int]]):
         if self.num_replicas is not None:
             return self.num_replicas, int(self.rank)
         return _dist_world()
+
+    def unbatched_classes(self) -> list[int]:
+        """Labels that never get a batch: fewer than batch_size images in "class" mode (none in "random")."""
+        if self.mode != "class":
+            return []
+        return sorted(c for c, ix in self._by_class.items() if len(ix) < self.batch_size)
 
     def total_batches(self) -> int:
         """Batches in one epoch's full plan (all ranks together); the same every epoch."""

@@ -127,8 +127,17 @@ def sample_few_shot(
     if not splits.train and not (sample_val and splits.val):
         # Test-only datasets (ImageNet-V2/Sketch/A/R): there is nothing to sample and nothing to cache.
         return splits
+    shortfalls = _shortfalls(splits, shots, val_shots, sample_val)
     if strict:
-        _check_enough_images(splits, shots, val_shots, sample_val)
+        _check_enough_images(splits, shots, shortfalls)
+    elif shortfalls:
+        log.warning(
+            "%s: shots=%d but %s. All their images are kept (the protocol's rule); use fewer shots (setting.shots) "
+            "for exactly K per class, or strict=True to make this an error",
+            splits.name,
+            shots,
+            _summarise(shortfalls),
+        )
 
     path = fewshot_cache_path(splits.root, shots, seed, Path(cache_dir) if cache_dir is not None else None)
     if cache and path.exists():
@@ -150,7 +159,8 @@ def sample_few_shot(
     )
 
 
-def _check_enough_images(splits: DatasetSplits, shots: int, val_shots: int, sample_val: bool) -> None:
+def _shortfalls(splits: DatasetSplits, shots: int, val_shots: int, sample_val: bool) -> list[str]:
+    """One line per (split, class) holding fewer images than requested."""
     checks = [("train", splits.train, shots)] + ([("val", splits.val, val_shots)] if sample_val else [])
     shortfalls = []
     for split_name, items, wanted in checks:
@@ -160,13 +170,20 @@ def _check_enough_images(splits: DatasetSplits, shots: int, val_shots: int, samp
                     f"class {splits.classnames[label]!r} (label {label}) has {len(class_items)} {split_name} image(s), "
                     f"{wanted} requested"
                 )
+    return shortfalls
+
+
+def _summarise(shortfalls: list[str]) -> str:
+    return "; ".join(shortfalls[:5]) + (
+        f"; ... ({len(shortfalls)} classes in all)" if len(shortfalls) > 5 else ""
+    )
+
+
+def _check_enough_images(splits: DatasetSplits, shots: int, shortfalls: list[str]) -> None:
     if shortfalls:
-        shown = "; ".join(shortfalls[:5]) + (
-            f"; ... ({len(shortfalls)} classes in all)" if len(shortfalls) > 5 else ""
-        )
         raise DatasetError(
-            f"{splits.name}: shots={shots} with strict=True, but {shown}. Use fewer shots, or strict=False to keep "
-            "all images of small classes as the protocol does"
+            f"{splits.name}: shots={shots} with strict=True, but {_summarise(shortfalls)}. Use fewer shots, or "
+            "strict=False to keep all images of small classes as the protocol does"
         )
 
 

@@ -39,7 +39,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from transmiter.methods.schedules import build_epoch_scheduler
-from transmiter.models.towers import freeze_for_finetuning
+from transmiter.models.towers import encode_text, freeze_for_finetuning, trim_text_tokens
 
 __all__ = ["FINETUNE_SETTINGS", "ClipTuningModule", "FinetuneCLIP", "NonFiniteLossError", "prompt_texts"]
 
@@ -139,14 +139,15 @@ class ClipTuningModule(L.LightningModule):
         return "set_" + "".join(ch if ch.isalnum() else "_" for ch in name)
 
     def tokenize(self, classnames: Sequence[str]) -> torch.Tensor:
-        return self.tokenizer(prompt_texts(classnames, self.template))
+        """Prompt token ids, trimmed after the longest prompt's end token where that is exact."""
+        return trim_text_tokens(self.model, self.tokenizer(prompt_texts(classnames, self.template)))
 
     @torch.no_grad()
     def text_features(self, classnames: Sequence[str]) -> torch.Tensor:
         """L2-normalised text features [C, D] of one prompt per class, with the current weights."""
         ids = self.tokenize(classnames).to(self.device)
         feats = [
-            self.model.encode_text(ids[i : i + TEXT_CHUNK], normalize=True).float()
+            encode_text(self.model, ids[i : i + TEXT_CHUNK], normalize=True).float()
             for i in range(0, ids.shape[0], TEXT_CHUNK)
         ]
         return torch.cat(feats)
@@ -312,7 +313,7 @@ class FinetuneCLIP(ClipTuningModule):
     def compute_loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """CE over all training classes of exp(logit_scale) · cos(image, prompt) — full forward of both towers."""
         img = self.model.encode_image(images, normalize=True)
-        txt = self.model.encode_text(self.train_token_ids, normalize=True)
+        txt = encode_text(self.model, self.train_token_ids, normalize=True)
         logits = self.logits_against(img, txt)
         return F.cross_entropy(logits.float(), labels)
 
@@ -320,7 +321,10 @@ class FinetuneCLIP(ClipTuningModule):
         images, labels = batch[0], batch[1]
         loss = self.compute_loss(images, labels)
         self.check_finite_loss(loss, batch_idx)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=labels.shape[0])
+        bs = labels.shape[0]
+        # the same keys Lightning gives on_step+on_epoch; the epoch mean is reduced over DDP ranks
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=bs)
         return loss
 
     def configure_optimizers(self):

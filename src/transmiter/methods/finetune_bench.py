@@ -340,6 +340,22 @@ def _child(queue, args):
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def _wait_for_child(queue, proc, kind: str) -> tuple[str, object]:
+    """The child's (status, payload); a child killed before it could answer (e.g. out of memory) is an
+    error, not a parent blocked forever on the queue."""
+    import queue as queue_mod
+
+    while True:
+        try:
+            return queue.get(timeout=5.0)
+        except queue_mod.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(
+                    f"benchmark of {kind} died in its subprocess without a result (exit code {proc.exitcode}; "
+                    "a negative code is the signal, e.g. -9 = killed, often for memory)"
+                ) from None
+
+
 def compare_ft_vs_skip(
     model_name: str,
     num_classes: int,
@@ -382,7 +398,7 @@ def compare_ft_vs_skip(
             )
             proc = ctx.Process(target=_child, args=(queue, child_args))
             proc.start()
-            status, payload = queue.get()
+            status, payload = _wait_for_child(queue, proc, kind)
             proc.join()
             if status != "ok":
                 raise RuntimeError(f"benchmark of {kind} failed in its subprocess: {payload}")

@@ -22,6 +22,7 @@ Mechanisms and decisions:
   starts (after any checkpoint restore, before the first batch) under the Trainer's precision context.
 * DDP: the batch plan of an epoch depends only on (seed, epoch), so each rank knows its share in advance and
   extracts ONLY the images its batches use (ranks extract disjoint sets; nothing is communicated).
+  `batch_size` is per rank (whole class batches per rank; FT's is global): see SkipTuningCLIP.
 * Text cache: text hidden states after block ω_t-1 for all training prompts, built once (the front is frozen
   and the prompts fixed, so it can never change) on the training device.
 * CSkip (`methods/cskip.py`): prototypes = zero-shot L2-normalised text features of the training classes,
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import math
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -60,6 +62,7 @@ from transmiter.methods.finetune import ClipTuningModule
 from transmiter.methods.schedules import build_epoch_scheduler, effective_epochs
 from transmiter.models.towers import (
     check_splittable,
+    encode_text,
     freeze_for_finetuning,
     image_back,
     image_front,
@@ -185,8 +188,11 @@ def drop_tokens(
 class ImageTokenCache:
     """Image tokens after block ω-1 for the dataset indices one rank serves in one epoch.
 
-    In CPU memory by default, or a memory-mapped file `<cache_dir>/image_tokens_<tag>.bin` (numpy memmap).
-    Storage is reused from epoch to epoch when the row count and token shape do not change.
+    In CPU memory by default, or a memory-mapped file `<cache_dir>/image_tokens_<tag>_<pid>_<random>.bin`
+    (numpy memmap). The name is unique to this process and cache, so jobs (and ranks) sharing a cache_dir
+    never write into each other's file; and the file is unlinked as soon as it is mapped: its disk space lives
+    exactly as long as the mapping, so nothing is left behind, even by a killed job. Storage is reused from
+    epoch to epoch when the row count and token shape do not change.
     """
 
     def __init__(
@@ -202,6 +208,7 @@ class ImageTokenCache:
         self.dtype = dtype
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.tag = tag
+        self._file_id = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self.row_of = torch.full((self.num_items,), -1, dtype=torch.long)
         self.store: torch.Tensor | None = None
         self._memmap: np.memmap | None = None
@@ -209,7 +216,9 @@ class ImageTokenCache:
 
     @property
     def path(self) -> Path | None:
-        return None if self.cache_dir is None else self.cache_dir / f"image_tokens_{self.tag}.bin"
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / f"image_tokens_{self.tag}_{self._file_id}.bin"
 
     @property
     def nbytes(self) -> int:
@@ -230,6 +239,7 @@ class ImageTokenCache:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             np_dtype = np.float16 if self.dtype == torch.float16 else np.float32
             self._memmap = np.memmap(self.path, dtype=np_dtype, mode="w+", shape=shape)
+            self.path.unlink()  # the mapping keeps the (now nameless) file: freed when it is dropped
             self.store = torch.from_numpy(self._memmap)
 
     def _rows(self, indices: torch.Tensor) -> torch.Tensor:
@@ -285,7 +295,18 @@ class _CachedTokenBatches(IterableDataset):
 
 
 class SkipTuningCLIP(ClipTuningModule):
-    """Skip Tuning of an open_clip ViT CLIP (any size). See the module docstring."""
+    """Skip Tuning of an open_clip ViT CLIP (any size). See the module docstring.
+
+    `batch_size` is PER RANK, unlike FT's global batch (ClassificationDataModule divides that by the world
+    size): a class-homogeneous batch is one class's `batch_size` images, and under DDP every rank takes whole
+    batches of the epoch's plan (rank r: batches r, r + W, ...). One optimiser step therefore averages W batches,
+    W * batch_size images of W classes, and an epoch has 1/W of the steps. batch_size=4 on one device is the
+    reference; on W devices it is an effective batch of 4W (scale the learning rates if you need the same
+    optimisation).
+
+    `cache_dir`: None keeps the image-token cache in CPU memory; a folder holds it in a memory-mapped file
+    there instead (ImageTokenCache), for datasets whose cache does not fit in RAM.
+    """
 
     def __init__(
         self,
@@ -397,7 +418,7 @@ class SkipTuningCLIP(ClipTuningModule):
     # -- configuration -------------------------------------------------------------------------------------
     def _embed_dim(self) -> int:
         with torch.no_grad():
-            return int(self.model.encode_text(self.train_token_ids[:1]).shape[-1])
+            return int(encode_text(self.model, self.train_token_ids[:1]).shape[-1])
 
     @property
     def max_epochs(self) -> int:
@@ -442,6 +463,7 @@ class SkipTuningCLIP(ClipTuningModule):
             seed=self.seed,
             num_replicas=world,
             rank=rank,
+            classnames=self.classnames,  # names the classes left without a batch, if any
         )
         if len(self.batch_sampler) == 0:
             raise ValueError(
@@ -549,8 +571,18 @@ class SkipTuningCLIP(ClipTuningModule):
         loss, kept = self.compute_loss(tokens, labels)
         self.check_finite_loss(loss, batch_idx)
         bs = labels.shape[0]
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
-        self.log("train/kept_classes", float(kept), on_step=True, on_epoch=True, batch_size=bs)
+        # step values as they are; epoch means reduced over DDP ranks (the keys on_step+on_epoch would give)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=bs)
+        self.log("train/kept_classes_step", float(kept), on_step=True, on_epoch=False, batch_size=bs)
+        self.log(
+            "train/kept_classes_epoch",
+            float(kept),
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=bs,
+        )
         return loss
 
     def param_groups(self) -> list[dict]:

@@ -3,14 +3,20 @@
     transmiter method=study pair=synth_weak_to_strong dataset=synth_shapes setting=base2novel seed=1
 
 Single-model methods (zero-shot, FT, Skip Tuning) run on the pair's source and target models; transfer
-methods (EFT, TransMiter, TransMiter+) run on the pair. Each row gets its own results record. Because
-stages are content-addressed, the source fine-tuning that TransMiter needs is the very run reported
-in the "Skip Tuning <source>" row, trained once.
+methods (EFT and its variants, TransMiter, TransMiter+) run on the pair. Each row gets its own results
+record. Because stages are content-addressed, the source fine-tuning that TransMiter needs is the very
+run reported in the "Skip Tuning <source>" (or "FT <source>", `source_finetuner: ft`) row, trained once.
+
+Architectures Skip Tuning cannot split (a ResNet image tower such as RN50) never crash a study: their
+Skip Tuning rows are recorded as skipped (no metrics, `extra.skipped` = the reason), and transfer rows
+whose source fine-tuner is Skip Tuning fall back to the study's FT config for such a source, with the
+notice logged and kept in the row's record (`extra.source_finetune_fallback`).
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +25,46 @@ from omegaconf import open_dict
 from transmiter.methods.base import MethodResult
 
 ROLES = ("source", "target")
+SOURCE_FINETUNERS = ("ft", "skip_tuning")
+log = logging.getLogger("transmiter")
+
+
+def skip_tuning_unsupported(model) -> str | None:
+    """Why Skip Tuning cannot train `model` (an open_clip model, or a loaded bundle holding one, whose
+    towers cannot be split at a block, e.g. RN50's ModifiedResNet), or None when it can."""
+    from transmiter.models.towers import TowerSplitError, check_splittable
+
+    try:
+        check_splittable(getattr(model, "model", model))
+    except TowerSplitError as err:
+        return str(err)
+    return None
+
+
+def needs_tower_split(method: Any) -> bool:
+    """Whether a fine-tuning recipe splits the towers (Skip Tuning; FT does not)."""
+    return getattr(method, "kind", None) == "skip_tuning"
+
+
+def source_finetune_plan(
+    method: Any, source_unsupported: str | None, fallback: Any
+) -> tuple[Any, str | None]:
+    """(the fine-tuner a transfer row should use for its source, a notice when it is not the configured
+    one). `source_unsupported`: why Skip Tuning cannot train the source (None: it can). Skip Tuning on
+    such a source falls back to `fallback` (FT); with no fallback the fine-tuner is None (the row cannot
+    run) and the notice says why."""
+    configured = getattr(method, "source_finetune", None)
+    if source_unsupported is None or not needs_tower_split(configured):
+        return configured, None
+    if fallback is None:
+        return (
+            None,
+            f"Skip Tuning cannot fine-tune the source and the study has no FT config: {source_unsupported}",
+        )
+    return fallback, (
+        f"source fine-tuning falls back from {getattr(configured, 'name', 'skip_tuning')} to "
+        f"{getattr(fallback, 'name', 'ft')}: {source_unsupported}"
+    )
 
 
 class Study:
@@ -29,6 +75,7 @@ class Study:
         single_model: Sequence[str] = (),
         transfer: Sequence[str] = (),
         roles: Sequence[str] = ROLES,
+        source_finetuner: str = "skip_tuning",
     ):
         unknown = [m for m in [*single_model, *transfer] if m not in methods]
         if unknown:
@@ -39,26 +86,71 @@ class Study:
         bad = [r for r in roles if r not in ROLES]
         if bad:
             raise ValueError(f"method.roles={list(roles)}: use a subset of {ROLES}")
+        if source_finetuner not in SOURCE_FINETUNERS:
+            raise ValueError(f"method.source_finetuner={source_finetuner!r}: use one of {SOURCE_FINETUNERS}")
         self.name, self.methods = name, dict(methods)
         self.single_model, self.transfer, self.roles = list(single_model), list(transfer), list(roles)
+        self.source_finetuner = source_finetuner
 
     def __call__(self, ctx) -> list[MethodResult]:
         results = []
+        reasons: dict[str, str | None] = {}
+
+        def unsupported(role: str) -> str | None:  # checked once per role, only when a row needs it
+            if role not in reasons:
+                reasons[role] = skip_tuning_unsupported(ctx.load_model(ctx.cfg.pair[role]))
+            return reasons[role]
+
         for method_name in self.single_model:
             for role in self.roles:
+                method = self.methods[method_name]
+                if needs_tower_split(method) and unsupported(role):
+                    node = ctx.cfg.pair[role]
+                    label = f"{getattr(method, 'row_name', method_name)} {node.get('name') or node.arch}"
+                    results.append(self._skipped(label, method_name, role, unsupported(role)))
+                    continue
                 results.append(self._run(ctx.with_model(ctx.cfg.pair[role]), method_name, role))
+        fallback = next((m for m in self.methods.values() if getattr(m, "kind", None) == "ft"), None)
         for method_name in self.transfer:
-            results.append(self._run(ctx, method_name, "pair"))
+            method = self.methods[method_name]
+            splits = needs_tower_split(getattr(method, "source_finetune", None))
+            finetuner, notice = source_finetune_plan(
+                method, unsupported("source") if splits else None, fallback
+            )
+            if finetuner is None and notice:  # Skip Tuning impossible and no FT to fall back to
+                label = method._row(ctx) if hasattr(method, "_row") else method_name
+                results.append(self._skipped(label, method_name, "pair", notice))
+                continue
+            if notice:
+                log.warning("%s: %s", method_name, notice)
+                method = copy.copy(method)
+                method.source_finetune = finetuner
+            result = self._run(ctx, method_name, "pair", method)
+            if notice:
+                result.extra = {**result.extra, "source_finetune_fallback": notice}
+            results.append(result)
         return results
 
-    def _run(self, ctx, method_name: str, role: str) -> MethodResult:
+    def _run(self, ctx, method_name: str, role: str, method: Any = None) -> MethodResult:
         row_ctx = ctx.fresh_timings()
         with row_ctx.timed("total_s"):
-            result = self.methods[method_name](row_ctx)
+            result = (method or self.methods[method_name])(row_ctx)
         result.method = result.method or method_name
         result.extra = {**result.extra, "role": role}
         result.timings = dict(row_ctx.timings)
         return result
+
+    def _skipped(self, label: str, method_name: str, role: str, reason: str) -> MethodResult:
+        """A row that cannot run here: recorded with no metrics and the reason (left out of result
+        tables, which skip records without metrics)."""
+        log.warning("%s: row skipped: %s", label, reason)
+        return MethodResult(
+            metrics={},
+            row=label,
+            method=getattr(self.methods[method_name], "name", None) or method_name,
+            extra={"role": role, "skipped": reason},
+            timings={"total_s": 0.0},
+        )
 
 
 def _copy_cfg_with_model(cfg, model_node):

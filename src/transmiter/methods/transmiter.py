@@ -57,7 +57,12 @@ _FIT_DEFAULTS = {
     "noise_mode": "batch",
     "mlp_ratio": 4,
     "depth": 1,
+    "proj_dim": None,  # None = K
+    "dropout": 0.0,
 }
+# Fit keys added after stages were first cached: left out of the stage identity at these values (which
+# reproduce the earlier adapter exactly), so existing fitted stages stay valid.
+_FIT_IDENTITY_DEFAULTS = {"proj_dim": None, "dropout": 0.0}
 _REFINE_DEFAULTS = {
     "epochs": 10,
     "batch_size": 128,
@@ -165,15 +170,30 @@ class TransferMethod:
         return list(base if subset == "base" else novel)
 
     def fit_data(self, ctx) -> FitData:
-        shots = -1 if self.fit_images == "all" else int(ctx.cfg.setting.shots)
+        """The unlabelled fitting images: the few-shot split's or, with `fit_images: all`, every training
+        image of the training classes."""
+        if self.fit_images == "all":
+            return self._training_images(ctx, -1, "all training images", "no labels")
+        return self._fewshot_images(ctx, "no labels")
+
+    def refine_data(self, ctx) -> FitData:
+        """TransMiter+'s labelled set: ALWAYS the setting's K-shot training images of the training (base)
+        classes, whatever `fit_images` says (the fitting images may be all unlabelled training images; the
+        labelled refinement must stay few-shot)."""
+        return self._fewshot_images(ctx, "labelled")
+
+    def _fewshot_images(self, ctx, use: str) -> FitData:
+        shots = int(ctx.cfg.setting.shots)
+        return self._training_images(ctx, shots, f"{shots}-shot training images", use)
+
+    def _training_images(self, ctx, shots: int, what: str, use: str) -> FitData:
         splits = self._all_splits(ctx, shots)
         keep = set(self._train_ids(ctx, len(splits.classnames)))
         items = [d for d in splits.train if d.label in keep]
         views = [ViewSpec("train", v, seed=ctx.seed) for v in range(self.views)]
-        what = "all training images" if self.fit_images == "all" else f"{shots}-shot training images"
         description = (
             f"{what} of the {len(keep)} training classes ({ctx.cfg.setting.train_subsample}), "
-            f"{len(items)} images x {self.views} augmented views, no labels"
+            f"{len(items)} images x {self.views} augmented views, {use}"
         )
         fingerprint = _digest(
             [f"{d.impath}\t{d.label}" for d in items]
@@ -201,6 +221,19 @@ class TransferMethod:
         return template_set(
             ctx.dataset_spec.name, kind or self.templates, overrides=dataset_templates(ctx.cfg.dataset)
         )
+
+    def artifact_config(self, K: int) -> dict[str, Any]:
+        """The settings an adapter artifact's `config_hash` covers (fitting, transfer, label space)."""
+        return {
+            "fit": self.fit_cfg,
+            "lam": self.lam,
+            "scale_lam_by_n": self.scale_lam_by_n,
+            "K": int(K),
+            "aux": {"vocabulary": self.aux_vocabulary, "strategy": self.aux_strategy, "grow_k": self.grow_k},
+            "views": self.views,
+            "fit_images": self.fit_images,
+            "templates": self.templates,
+        }
 
     # ------------------------------------------------------------------ logits from the caches
     def logits(
@@ -249,16 +282,18 @@ class TransferMethod:
             "data": data.fingerprint,
             "templates": self._templates(ctx),
             "teacher_templates": self._teacher_templates(ctx),
-            "fit": self.fit_cfg,
+            "fit": _fit_identity(self.fit_cfg),
             "K": len(names),
             "seed": ctx.seed,
         }
 
         def work(stage_dir: Path) -> dict:
+            features_before = ctx.timings.get("feature_pass_s", 0.0)
             inputs = self.logits(ctx, source, data.items, data.views, names, self._templates(ctx), "fit")
             teacher = self.logits(
                 ctx, tuned, data.items, data.views, classnames, self._teacher_templates(ctx), "fit"
             )
+            feature_pass_s = ctx.timings.get("feature_pass_s", 0.0) - features_before
             adapter = self._train_fit(ctx, inputs, teacher, len(names), stage_dir)
             path = save_adapter_artifact(
                 stage_dir / "adapter.safetensors",
@@ -273,11 +308,15 @@ class TransferMethod:
                 config={"fit": self.fit_cfg},
                 extra={"teacher_model": tuned.identity},
             )
-            return {"artifact": str(path), "num_rows": int(inputs.shape[0])}
+            return {
+                "artifact": str(path),
+                "num_rows": int(inputs.shape[0]),
+                "feature_pass_s": feature_pass_s,
+            }
 
         with ctx.timed("fit_s"):
             result = ctx.run_stage("adapter_fit", identity, work)
-        ctx.stage_outputs["adapter_fit"] = {"seconds": result.seconds, "reused": result.reused}
+        ctx.stage_outputs["adapter_fit"] = _stage_entry(result)
         return result, classnames, aux, data, source
 
     def _teacher_templates(self, ctx) -> list[str]:
@@ -290,7 +329,13 @@ class TransferMethod:
         f = self.fit_cfg
         module = AdapterFitModule(
             K=K,
-            adapter_kwargs={"mlp_ratio": f["mlp_ratio"], "depth": f["depth"], "seed": ctx.seed},
+            adapter_kwargs={
+                "mlp_ratio": f["mlp_ratio"],
+                "depth": f["depth"],
+                "proj_dim": f["proj_dim"],  # None = K (the reference's square W)
+                "dropout": f["dropout"],
+                "seed": ctx.seed,
+            },
             lr=f["lr"],
             weight_decay=f["weight_decay"],
             warmup_ratio=f["warmup_ratio"],
@@ -324,18 +369,29 @@ class TransferMethod:
         }
 
         def work(stage_dir: Path) -> dict:
+            features_before = ctx.timings.get("feature_pass_s", 0.0)
             loaded = load_adapter_artifact(
                 fitted.outputs["artifact"],
                 expect_classnames=classnames,
                 expect_aux=aux,
                 expect_k=len(names),
                 expect_dataset=ctx.dataset_spec.name,
+                expect_stage="fitted",
+                expect_source_model=source.identity,
             )
             src = self.logits(ctx, source, data.items, data.views, names, self._templates(ctx), "fit")
             tgt = self.logits(ctx, target, data.items, data.views, names, self._templates(ctx), "fit")
             with ctx.timed("transfer_compute_s"):
+                # distributed=False: every process holds ALL the pairs here (the logits come from the
+                # shared feature cache, not from a per-rank shard), so summing the statistic over a
+                # process group would multiply M = Z_t^T Z_s and N by the world size.
                 moved = transfer_adapter_with_details(
-                    loaded.adapter, src, tgt, lam=self.lam, scale_lam_by_n=self.scale_lam_by_n
+                    loaded.adapter,
+                    src,
+                    tgt,
+                    lam=self.lam,
+                    scale_lam_by_n=self.scale_lam_by_n,
+                    distributed=False,
                 )
             path = save_adapter_artifact(
                 stage_dir / "adapter.safetensors",
@@ -352,16 +408,18 @@ class TransferMethod:
                 scale_lam_by_n=moved.scale_lam_by_n,
                 num_samples=moved.num_samples,
                 seed=ctx.seed,
+                config=self.artifact_config(len(names)),
             )
             return {
                 "artifact": str(path),
                 "num_samples": moved.num_samples,
                 "lam_effective": moved.lam_effective,
+                "feature_pass_s": ctx.timings.get("feature_pass_s", 0.0) - features_before,
             }
 
         with ctx.timed("transfer_s"):
             result = ctx.run_stage("adapter_transfer", identity, work)
-        ctx.stage_outputs["adapter_transfer"] = {"seconds": result.seconds, "reused": result.reused}
+        ctx.stage_outputs["adapter_transfer"] = _stage_entry(result)
         return result, classnames, aux, data, source, target
 
     # ------------------------------------------------------------------ evaluation
@@ -435,21 +493,12 @@ class TransMiter(TransferMethod):
         ).adapter
         return self._result(ctx, adapter, classnames, aux, data, source, target, moved.outputs["artifact"])
 
-    def _result(self, ctx, adapter, classnames, aux, data, source, target, artifact) -> MethodResult:
+    def _result(
+        self, ctx, adapter, classnames, aux, data, source, target, artifact, extra=None
+    ) -> MethodResult:
         logits, labels = self.test_logits(ctx, target, classnames + aux)
         accuracies = self.evaluate_inputs(ctx, logits, labels, len(classnames), adapter)
-        costs = self.costs(adapter, target)
-        # Training cost of the method itself: fitting + transfer (+ refinement), as first measured; the
-        # source fine-tuning is reported apart (it is the weak model's own adaptation, done once).
-        stages = ctx.stage_outputs
-        costs["train_time_s"] = sum(
-            stages.get(k, {}).get("seconds", 0.0)
-            for k in ("adapter_fit", "adapter_transfer", "adapter_refine")
-        )
-        costs["transfer_time_s"] = stages.get("adapter_transfer", {}).get("seconds", 0.0)
-        for kind in ("skip_tuning", "ft"):
-            if kind in stages:
-                costs["source_finetune_time_s"] = stages[kind]["train_time_s"]
+        costs = {**self.costs(adapter, target), **_stage_costs(ctx.stage_outputs)}
         return MethodResult(
             metrics=summarize_groups(accuracies),
             row=self._row(ctx),
@@ -458,7 +507,16 @@ class TransMiter(TransferMethod):
             models={"source": source.identity, "target": target.identity},
             costs=costs,
             artifacts={"adapter": artifact},
-            extra={"K": len(classnames) + len(aux), "lam": self.lam, "fit_data": data.description},
+            extra={
+                "K": len(classnames) + len(aux),
+                "lam": self.lam,
+                "fit_data": data.description,
+                "source_finetune": getattr(self.source_finetune, "name", None),
+                # per stage: reused in this run or not; `timings` hold this run's own wall times (a
+                # reused stage costs ~0 there), costs.*_time_s the seconds it took when it first ran
+                "stages_reused": {k: v["reused"] for k, v in ctx.stage_outputs.items() if "reused" in v},
+                **dict(extra or {}),
+            },
         )
 
 
@@ -473,12 +531,13 @@ class TransMiterPlus(TransMiter):
         moved, classnames, aux, data, source, target = self.transferred_adapter(ctx)
         names = classnames + aux
         train_ids = self._train_ids(ctx, len(classnames))
+        labelled = self.refine_data(ctx)  # the K-shot labelled images, also under fit_images=all
         identity = {
             "stage": "adapter_refine/v1",
             "transferred": moved.key,
             "refine": self.refine_cfg,
             "class_ids": train_ids,
-            "data": data.fingerprint,
+            "data": labelled.fingerprint,
             "seed": ctx.seed,
         }
 
@@ -492,7 +551,10 @@ class TransMiterPlus(TransMiter):
                 expect_aux=aux,
                 expect_target_model=target.identity,
             ).adapter
-            inputs = self.logits(ctx, target, data.items, data.views, names, self._templates(ctx), "fit")
+            features_before = ctx.timings.get("feature_pass_s", 0.0)
+            inputs = self.logits(
+                ctx, target, labelled.items, labelled.views, names, self._templates(ctx), "fit"
+            )
             r = self.refine_cfg
             val = None
             if r["select_on_val"]:
@@ -514,8 +576,9 @@ class TransMiterPlus(TransMiter):
                 select_on_val=r["select_on_val"],
                 seed=ctx.seed,
             )
+            feature_pass_s = ctx.timings.get("feature_pass_s", 0.0) - features_before
             dm = LogitPairDataModule(
-                train=(inputs, data.labels),
+                train=(inputs, labelled.labels),
                 val=val,
                 batch_size=_global_batch(r["batch_size"], ctx),
                 seed=ctx.seed,
@@ -531,54 +594,120 @@ class TransMiterPlus(TransMiter):
                 classnames=classnames,
                 aux_names=aux,
                 seed=ctx.seed,
-                data_used=f"{data.description}; labelled target refinement on classes {train_ids[:3]}...",
-                config={"refine": r},
+                data_used=f"labelled target refinement: {labelled.description}; fitted on: {data.description}",
+                config={"refine": r, **self.artifact_config(len(names))},
             )
-            return {"artifact": str(path)}
+            return {
+                "artifact": str(path),
+                "num_rows": int(inputs.shape[0]),
+                "num_images": len(labelled.items),
+                "feature_pass_s": feature_pass_s,
+            }
 
         with ctx.timed("refine_s"):
             refined = ctx.run_stage("adapter_refine", identity, work)
-        ctx.stage_outputs["adapter_refine"] = {"seconds": refined.seconds, "reused": refined.reused}
+        ctx.stage_outputs["adapter_refine"] = _stage_entry(refined)
         adapter = load_adapter_artifact(
             refined.outputs["artifact"],
             expect_classnames=classnames,
             expect_aux=aux,
             expect_target_model=target.identity,
         ).adapter
-        return self._result(ctx, adapter, classnames, aux, data, source, target, refined.outputs["artifact"])
+        return self._result(
+            ctx,
+            adapter,
+            classnames,
+            aux,
+            data,
+            source,
+            target,
+            refined.outputs["artifact"],
+            extra={"refine_data": labelled.description},
+        )
+
+
+# EFT-style logit-arithmetic variants (reference `eval_baseline_table`): the function of
+# transmiter.transfer.logit_arithmetic, the row label, and the logits each needs at test time
+# ("t" target zero-shot, "f" fine-tuned source, "s" source zero-shot).
+EFT_VARIANTS: dict[str, tuple[str, str, str]] = {
+    "eft": ("eft_logits", "EFT", "tfs"),  # log p_t^zs + a (log p_s^ft - log p_s^zs)
+    "base_change": ("base_change", "EFT base-change", "tfs"),  # log p_s^ft + a (log p_t^zs - log p_s^zs)
+    "ensemble": ("ensemble", "EFT ensemble", "tf"),  # a log p_s^ft + (1 - a) log p_t^zs
+    "self_ensemble": ("self_ensemble", "EFT self-ensemble", "sf"),  # a log p_s^ft + (1 - a) log p_s^zs
+}
+
+
+def combine_logits(variant: str, t_zs, s_ft, s_zs, alpha: float = 1.0) -> torch.Tensor:
+    """The scores of one EFT variant (see EFT_VARIANTS); unused inputs may be None."""
+    from transmiter.transfer import logit_arithmetic
+
+    if variant not in EFT_VARIANTS:
+        raise ValueError(f"method.variant={variant!r}: use one of {sorted(EFT_VARIANTS)}")
+    fn = getattr(logit_arithmetic, EFT_VARIANTS[variant][0])
+    if variant == "ensemble":
+        return fn(t_zs, s_ft, alpha=alpha)
+    if variant == "self_ensemble":
+        return fn(s_zs, s_ft, alpha=alpha)
+    return fn(t_zs, s_ft, s_zs, alpha=alpha)
 
 
 class EFT(TransferMethod):
-    """EFT-style logit arithmetic: log p_t^zs + alpha (log p_s^ft - log p_s^zs) over the C classes.
+    """EFT-style logit arithmetic over the C classes, evaluated like TransMiter (masked-joint).
 
-    Needs the fine-tuned source at test time (three encoders per image). PromptTransfer, also named as
-    a baseline in the TransMiter paper, is not defined in the available material and is not provided.
+    `variant` (default "eft": log p_t^zs + alpha (log p_s^ft - log p_s^zs)) picks one of the reference's
+    baselines, EFT_VARIANTS; each gets its own row label. alpha is fixed in the config (default 1, as the
+    reference's `--baseline_alpha`), never selected on test data. Note that at alpha = 1 "ensemble" and
+    "self_ensemble" reduce to the fine-tuned source alone (log p_s^ft).
+
+    Needs the fine-tuned source at test time (up to three encoders per image). PromptTransfer, also named
+    as a baseline in the TransMiter paper, is not defined in the available material and is not provided.
     """
 
     row_name = "EFT"
 
-    def __call__(self, ctx) -> MethodResult:
-        from transmiter.transfer.logit_arithmetic import eft_logits
+    def __init__(self, *args: Any, variant: str = "eft", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if variant not in EFT_VARIANTS:
+            raise ValueError(f"method.variant={variant!r}: use one of {sorted(EFT_VARIANTS)}")
+        self.variant = variant
+        self.row_name = EFT_VARIANTS[variant][1]
 
+    def __call__(self, ctx) -> MethodResult:
+        from transmiter.models.costs import image_encoder_flops
+
+        uses = EFT_VARIANTS[self.variant][2]
         classnames, _ = self.label_space(ctx)
         source, tuned = self.source_models(ctx)
         target = ctx.load_model(ctx.cfg.pair.target)
-        t_zs, labels = self.test_logits(ctx, target, classnames)
-        s_zs, _ = self.test_logits(ctx, source, classnames)
-        s_ft, _ = self.test_logits(ctx, tuned, classnames, self._teacher_templates(ctx))
-        combined = eft_logits(t_zs, s_ft, s_zs, alpha=self.alpha)
+        t_zs = s_zs = None
+        s_ft, labels = self.test_logits(ctx, tuned, classnames, self._teacher_templates(ctx))
+        if "t" in uses:
+            t_zs, _ = self.test_logits(ctx, target, classnames)
+        if "s" in uses:
+            s_zs, _ = self.test_logits(ctx, source, classnames)
+        combined = combine_logits(self.variant, t_zs, s_ft, s_zs, alpha=self.alpha)
         accuracies = self.evaluate_inputs(ctx, combined, labels, len(classnames), None)
-        from transmiter.models.costs import image_encoder_flops
-
-        flops = image_encoder_flops(target) + 2 * image_encoder_flops(source)
+        # image encoders run per test image: the target's (if used), the fine-tuned source's and the
+        # zero-shot source's (if used)
+        flops = image_encoder_flops(source) * (1 + ("s" in uses))
+        if "t" in uses:
+            flops += image_encoder_flops(target)
+        costs = {"inference_flops_per_image": flops, "trainable_params": 0}
+        costs.update(
+            {k: v for k, v in _stage_costs(ctx.stage_outputs).items() if k == "source_finetune_time_s"}
+        )
         return MethodResult(
             metrics=summarize_groups(accuracies),
             row=self._row(ctx),
             protocol=PROTOCOL,
             method=self.name,
             models={"source": source.identity, "source_finetuned": tuned.identity, "target": target.identity},
-            costs={"inference_flops_per_image": flops, "trainable_params": 0},
-            extra={"alpha": self.alpha},
+            costs=costs,
+            extra={
+                "alpha": self.alpha,
+                "variant": self.variant,
+                "source_finetune": getattr(self.source_finetune, "name", None),
+            },
         )
 
 
@@ -602,6 +731,49 @@ class _ItemSplit:
         return self.items
 
 
+def _stage_costs(stages: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Training cost of a transfer row from its stages, each as FIRST measured (so a row that reuses a
+    stage, e.g. TransMiter+ after TransMiter in a study, still reports its real cost): fit_time_s,
+    transfer_time_s, refine_time_s, their sum train_time_s, and feature_pass_time_s (image-feature passes
+    inside those stages, when recorded). The source fine-tuning is reported apart
+    (source_finetune_time_s: the weak model's own adaptation, done once)."""
+    names = {
+        "adapter_fit": "fit_time_s",
+        "adapter_transfer": "transfer_time_s",
+        "adapter_refine": "refine_time_s",
+    }
+    costs = {names[k]: float(stages[k]["seconds"]) for k in names if k in stages}
+    costs["train_time_s"] = sum(costs.values())
+    features = [stages[k].get("feature_pass_s") for k in names if k in stages]
+    if any(f is not None for f in features):
+        costs["feature_pass_time_s"] = sum(f for f in features if f is not None)
+    for kind in ("skip_tuning", "ft"):
+        if kind in stages and "train_time_s" in stages[kind]:
+            costs["source_finetune_time_s"] = float(stages[kind]["train_time_s"])
+    return costs
+
+
+def _fit_identity(fit_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The fit settings a fitted stage is keyed on (see `_FIT_IDENTITY_DEFAULTS`)."""
+    return {
+        k: v
+        for k, v in fit_cfg.items()
+        if not (k in _FIT_IDENTITY_DEFAULTS and v == _FIT_IDENTITY_DEFAULTS[k])
+    }
+
+
+def _stage_entry(result) -> dict[str, Any]:
+    """A stage's entry in `ctx.stage_outputs`: the seconds it took when it first ran (also when reused
+    now), whether it was reused, and the image-feature seconds spent inside it (None: not recorded,
+    a stage cached before this was measured)."""
+    features = result.outputs.get("feature_pass_s")
+    return {
+        "seconds": float(result.seconds),
+        "reused": bool(result.reused),
+        "feature_pass_s": None if features is None else float(features),
+    }
+
+
 def _global_batch(batch_size: int, ctx) -> int:
     """The largest size <= batch_size that the trainer's world size divides."""
     world = int(ctx.cfg.trainer.get("devices", 1) or 1) * int(ctx.cfg.trainer.get("num_nodes", 1) or 1)
@@ -610,30 +782,9 @@ def _global_batch(batch_size: int, ctx) -> int:
 
 
 def _fit_resumable(ctx, module, datamodule, epochs: int, stage_dir: Path, purpose: str) -> None:
-    """trainer.fit with checkpoints in the stage folder; resumes from `last.ckpt` after an interruption."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    """trainer.fit with checkpoints in the stage folder; resumes from `last.ckpt` after an interruption
+    (exactly: see transmiter.methods.resume)."""
+    from transmiter.methods.resume import fit_resumable
 
-    ckpt_dir = stage_dir / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)
-    trainer = ctx.make_trainer(
-        "train",
-        max_epochs=epochs,
-        callbacks=[checkpoint],
-        enable_checkpointing=True,
-        default_root_dir=str(stage_dir),
-        logger=ctx.training_logger(purpose),
-    )
     with ctx.timed(f"{purpose}_train_s"):
-        try:
-            trainer.fit(
-                module,
-                datamodule=datamodule,
-                ckpt_path=str(last) if last.is_file() else None,
-                weights_only=True,
-            )  # never unpickle arbitrary objects
-        except FloatingPointError as err:
-            raise FloatingPointError(
-                f"{err} The last good checkpoint is {last if last.is_file() else '(none yet)'}; a re-run of the "
-                "same command resumes from it."
-            ) from err
+        fit_resumable(ctx, module, datamodule, epochs=epochs, stage_dir=stage_dir, purpose=purpose)

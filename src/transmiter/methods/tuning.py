@@ -69,7 +69,7 @@ class FineTune:
     def tuned_spec(self, ctx, model_node):
         """The fine-tuned model's ModelSpec (training it first unless the stage is already done)."""
         from transmiter.data.datum import split_identity
-        from transmiter.models.clip import ModelSpec
+        from transmiter.models.clip import ModelSpec, resolve_quick_gelu
 
         base_bundle = ctx.load_model(model_node)
         spec: ModelSpec = base_bundle.spec
@@ -81,7 +81,8 @@ class FineTune:
             "dataset": splits.name,
             "train": split_identity(splits, ("train",)),
             "template": self._template(ctx),
-            "hparams": kwargs,
+            # where Skip Tuning keeps its token cache changes no result: not part of the identity
+            "hparams": {k: v for k, v in kwargs.items() if k != "cache_dir"},
             "batch_size": self.batch_size,
             "epoch_divisor": int(ctx.cfg.dataset.get("epoch_divisor", 1)),
             "train_crop_scale": list(ctx.train_crop_scale),
@@ -98,17 +99,21 @@ class FineTune:
                 ctx.timings.get(f"{self.kind}_train_s", 0.0) + result.seconds
             )
         ctx.stage_outputs[self.kind] = result.outputs
+        # The file holds weights only: rebuild the network it was trained as (QuickGELU for OpenAI weights,
+        # any extra open_clip arguments), or the tuned weights would be evaluated under another activation.
         return ModelSpec(
             arch=spec.arch,
             pretrained=str(result.path / "model.safetensors"),
             name=f"{spec.label}+{self.row_name}",
             precision=spec.precision,
+            force_quick_gelu=resolve_quick_gelu(spec),
+            extra=dict(spec.extra),
         )
 
     def _train(self, ctx, spec, splits, kwargs: dict[str, Any], stage_dir: Path) -> dict:
-        from lightning.pytorch.callbacks import ModelCheckpoint
         from safetensors.torch import save_file
 
+        from transmiter.methods.resume import fit_resumable
         from transmiter.models.clip import load_clip
 
         bundle = load_clip(
@@ -117,31 +122,18 @@ class FineTune:
         model = bundle.model
         template = self._template(ctx)
         module, datamodule = self._build(ctx, bundle, splits, template, kwargs)
-        ckpt_dir = stage_dir / "checkpoints"
-        last = ckpt_dir / "last.ckpt"
-        trainer = ctx.make_trainer(
-            "train",
-            max_epochs=module.max_epochs,
-            enable_checkpointing=True,
-            callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)],
-            default_root_dir=str(stage_dir),
-            logger=ctx.training_logger(self.kind),
+        start = time.perf_counter()
+        # checkpoints every epoch in the stage folder; a re-run after a kill resumes from the last one
+        fit_resumable(
+            ctx,
+            module,
+            datamodule,
+            epochs=module.max_epochs,
+            stage_dir=stage_dir,
+            purpose=self.kind,
             limit_val_batches=0,
             num_sanity_val_steps=0,
         )
-        start = time.perf_counter()
-        try:
-            trainer.fit(
-                module,
-                datamodule=datamodule,
-                ckpt_path=str(last) if last.is_file() else None,
-                weights_only=True,
-            )
-        except FloatingPointError as err:  # NonFiniteLossError: keep the last good checkpoint
-            raise FloatingPointError(
-                f"{err} The last good checkpoint is {last if last.is_file() else '(none yet: first epoch)'}; "
-                f"a re-run of the same command resumes from it."
-            ) from err
         seconds = time.perf_counter() - start
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         path = stage_dir / "model.safetensors"

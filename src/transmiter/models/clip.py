@@ -171,6 +171,19 @@ def _register_project_models() -> None:
     _PROJECT_MODELS_REGISTERED = True
 
 
+def resolve_quick_gelu(spec: ModelSpec) -> bool:
+    """Whether `spec` builds its towers with QuickGELU: `force_quick_gelu` when set, else what its open_clip
+    pretrained tag says (OpenAI weights: True). A checkpoint file says nothing, so a model tuned from
+    QuickGELU weights must carry `force_quick_gelu=True` to be rebuilt as the same network."""
+    if spec.force_quick_gelu is not None:
+        return bool(spec.force_quick_gelu)
+    if spec.pretrained in (None, "", "none", "None") or spec.pretrained_is_path:
+        return False
+    import open_clip
+
+    return bool(open_clip.get_pretrained_cfg(spec.arch, str(spec.pretrained)).get("quick_gelu", False))
+
+
 def load_clip(
     spec: ModelSpec,
     device: str | torch.device = "cpu",
@@ -185,10 +198,7 @@ def load_clip(
     spec.validate()
     kwargs: dict[str, Any] = dict(spec.extra)
     pretrained = None if spec.pretrained in (None, "", "none", "None") else str(spec.pretrained)
-    quick_gelu = spec.force_quick_gelu
-    if quick_gelu is None and pretrained and not spec.pretrained_is_path:
-        tag_cfg = open_clip.get_pretrained_cfg(spec.arch, pretrained)
-        quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+    quick_gelu = resolve_quick_gelu(spec)
     if quick_gelu:
         kwargs["force_quick_gelu"] = True
     if pretrained and spec.pretrained_is_path:
@@ -221,13 +231,20 @@ def load_clip(
     std = tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
     crop = (float(train_crop_scale[0]), float(train_crop_scale[1]))
     train_tf, test_tf = build_transforms(image_size=image_size, mean=mean, std=std, rrc_scale=crop)
+    identity = model_identity(spec.arch, model)
+    if quick_gelu and spec.pretrained_is_path:
+        # The weights hash cannot see the activation, and a checkpoint file (a fine-tuned OpenAI model, say)
+        # runs as a different network under GELU: name it, so no cache filled under the other activation is
+        # reused. Tag-loaded models keep the plain identity (their tag fixes the activation), and with it
+        # every existing cache and stage keyed on them.
+        identity += "+quickgelu"
     return ClipBundle(
         spec=spec,
         model=model,
         tokenizer=tokenizer,
         train_transform=train_tf,
         test_transform=test_tf,
-        identity=model_identity(spec.arch, model),
+        identity=identity,
         image_size=image_size,
         mean=mean,  # type: ignore[arg-type]
         std=std,  # type: ignore[arg-type]

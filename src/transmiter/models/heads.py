@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from transmiter.features.store import ArrayCache
 from transmiter.models.classnames import fill_templates
+from transmiter.models.towers import encode_text
 
 
 @torch.no_grad()
@@ -28,7 +29,7 @@ def encode_prompts(
     chunks = []
     for start in range(0, len(flat), batch_size):
         tokens = tokenizer(flat[start : start + batch_size]).to(device)
-        chunks.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
+        chunks.append(F.normalize(encode_text(model, tokens).float(), dim=-1))
     emb = torch.cat(chunks).reshape(len(prompts), per_class, -1).mean(dim=1)
     return F.normalize(emb, dim=-1).cpu()
 

@@ -5,6 +5,8 @@
     feats = image_back(model, tokens, omega)             # == model.encode_image(images)
     hidden = text_front(model, token_ids, omega)         # [C, L, D] after text block ω-1
     txt = text_back(model, hidden, token_ids, omega)     # == model.encode_text(token_ids)
+    ids = trim_text_tokens(model, token_ids)             # drop padding after the last end-of-text token
+    txt = encode_text(model, token_ids, normalize=True)  # == model.encode_text, on trimmed ids when exact
 
     freeze_for_finetuning(model, start_block=0)          # FT: every block of both towers trainable
     freeze_for_finetuning(model, start_block=6)          # SkipT at ω=6 (ViT-B-16)
@@ -23,6 +25,13 @@ Conventions:
   have a fixed length and `back(front(x))` equals `encode_image(x)` in eval mode.
 * The back functions cast their input to the tower's compute dtype (a cache stored in fp16 feeds fp32 blocks).
 * Blocks honour the tower's `grad_checkpointing` flag while autograd is recording.
+
+Trimming: CLIP pads every prompt to 77 tokens, but under a causal mask with end-of-text pooling the
+columns after the longest prompt's end token never reach the pooled feature. `trim_text_tokens` drops
+them (a prompt like "a photo of a dog." needs ~8 of 77), which makes every text pass (zero-shot heads,
+FT's per-step text tower, Skip Tuning's text cache and upper blocks) several times cheaper with the same
+features up to float rounding. Towers where this is not exact (bidirectional or pad masks, an appended
+CLS, first / last pooling, non-open_clip towers) keep their full length.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from torch.utils.checkpoint import checkpoint
 __all__ = [
     "TowerSplitError",
     "check_splittable",
+    "encode_text",
     "freeze_for_finetuning",
     "image_back",
     "image_depth",
@@ -47,6 +57,7 @@ __all__ = [
     "text_front",
     "tower_depths",
     "trainable_parameter_names",
+    "trim_text_tokens",
     "validate_omega",
 ]
 
@@ -274,6 +285,8 @@ def image_back(model: nn.Module, tokens: torch.Tensor, omega: int, normalize: bo
 def _text_attn_mask(parts: _TextParts, token_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
     """The attention mask open_clip uses for these token ids (causal, plus pad / CLS mask if configured)."""
     mask = parts.attn_mask
+    if mask is not None and mask.ndim == 2 and mask.shape[-1] > token_ids.shape[1]:
+        mask = mask[: token_ids.shape[1], : token_ids.shape[1]]  # trimmed ids (see trim_text_tokens)
     tower = parts.tower
     if tower is not None and (getattr(tower, "use_pad_mask", False) or parts.cls_emb is not None):
         seq_len = token_ids.shape[1] + (1 if parts.cls_emb is not None else 0)
@@ -288,8 +301,8 @@ def text_front(model: nn.Module, token_ids: torch.Tensor, omega: int) -> torch.T
     _check_block_index(omega, len(parts.transformer.resblocks), "text")
     cast = _cast_dtype(parts.transformer)
     x = parts.token_embedding(token_ids).to(cast)
-    if parts.tower is None:  # CLIP: full-length positional embedding, exactly as CLIP.encode_text
-        x = x + parts.positional_embedding.to(cast)
+    if parts.tower is None:  # CLIP: as CLIP.encode_text (full length unless the ids were trimmed)
+        x = x + parts.positional_embedding[: token_ids.shape[1]].to(cast)
     else:  # TextTransformer._embeds
         seq_len = token_ids.shape[1]
         if parts.cls_emb is not None:
@@ -330,6 +343,56 @@ def text_back(
     if proj is not None:
         pooled = proj(pooled) if isinstance(proj, nn.Linear) else pooled @ proj
     return F.normalize(pooled, dim=-1) if normalize else pooled
+
+
+def _end_positions(parts: _TextParts, token_ids: torch.Tensor) -> torch.Tensor | None:
+    """Per row, the position the pooling reads (the end-of-text token), or None if trimming is not exact."""
+    if parts.attn_mask is None or parts.cls_emb is not None:  # bidirectional, or CLS appended after padding
+        return None
+    if parts.tower is not None and getattr(parts.tower, "use_pad_mask", False):
+        return None
+    if parts.pool_type == "argmax":  # the end token has the largest id in CLIP's vocabulary
+        return token_ids.argmax(dim=-1)
+    if parts.pool_type == "eos" and parts.eos_id is not None:
+        is_end = token_ids == parts.eos_id
+        if not bool(is_end.any(dim=-1).all()):
+            return None
+        return is_end.int().argmax(dim=-1)
+    return None
+
+
+def _trim_length(model: nn.Module, token_ids: torch.Tensor) -> int | None:
+    """1 + the last end-of-text position over the rows, or None when trimming would not be exact."""
+    try:
+        parts = _text(model)
+    except TowerSplitError:
+        return None
+    if token_ids.ndim != 2 or token_ids.shape[0] == 0:
+        return None
+    ends = _end_positions(parts, token_ids)
+    return None if ends is None else int(ends.max()) + 1
+
+
+def trim_text_tokens(model: nn.Module, token_ids: torch.Tensor) -> torch.Tensor:
+    """`token_ids[:, :L]` with L = 1 + the last end-of-text position over the rows, when that is exact.
+
+    Exact means: causal attention (a position never sees later ones) and pooling at the end token, so the
+    dropped padding columns cannot influence any row's feature. Otherwise `token_ids` is returned as is.
+    Encode trimmed ids with `encode_text` (open_clip's `CLIP.encode_text` needs the full length).
+    """
+    length = _trim_length(model, token_ids)
+    return token_ids[:, :length] if length is not None and length < token_ids.shape[1] else token_ids
+
+
+def encode_text(model: nn.Module, token_ids: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """`model.encode_text(token_ids)`, computed on trimmed ids (see `trim_text_tokens`) when that is exact.
+
+    Accepts full-length or already trimmed ids."""
+    length = _trim_length(model, token_ids)
+    if length is None:
+        return model.encode_text(token_ids, normalize=normalize)
+    trimmed = token_ids[:, :length]
+    return text_back(model, text_front(model, trimmed, 0), trimmed, 0, normalize=normalize)
 
 
 # --------------------------------------------------------------------------------------------------------

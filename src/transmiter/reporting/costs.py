@@ -8,7 +8,8 @@ Per (setting, method row), over every dataset × seed (re-runs replaced as in `t
   time; encoder + adapter FLOPs when only those two are recorded), with the adapter's share of the
   encoder, mean of `adapter_flops_per_image / encoder_flops_per_image`, shown in %;
 * trainable parameters: mean of `costs.trainable_params` (zero-shot without it: 0).
-Whatever no record provides is shown as "–" (empty in the CSV).
+Whatever no record provides is shown as "–" (empty in the CSV). Study rows recorded as skipped
+(`extra.skipped`, e.g. Skip Tuning on an RN50) are left out.
 
     rows = cost_table(records)
     print(costs_markdown(rows)); write_costs_csv(rows, "costs.csv")
@@ -104,6 +105,8 @@ def inference_flops(costs: dict[str, Any]) -> float | None:
 def cost_table(records: list[dict[str, Any]], order: str = "canonical") -> list[CostRow]:
     rows: dict[tuple[str, str], CostRow] = {}
     for rec in latest_records(records):
+        if (rec.get("extra") or {}).get("skipped"):  # a study row that could not run
+            continue
         key = (str(rec.get("setting") or "unknown"), row_label(rec))
         row = rows.get(key)
         if row is None:

@@ -1,13 +1,14 @@
 """Canonical row orders for result tables and plots, with an alphabetical fallback.
 
 Methods follow the paper's order: Zero-shot weak, Zero-shot strong, FT weak, Skip Tuning weak,
-FT strong, Skip Tuning strong, EFT, TransMiter, TransMiter+; anything else comes after them,
-alphabetically by row label. The family is read from the record's `method` (config name) first and
+FT strong, Skip Tuning strong, EFT (then its variants: base-change, ensemble, self-ensemble),
+TransMiter, TransMiter+; anything else comes after them, alphabetically by row label. The family is read from the record's `method` (config name) first and
 from its `row` label when the config name does not tell; weak/strong from either ("weak"/"source",
 "strong"/"target" as words).
 
     sorted(rows, key=lambda r: method_sort_key(r.method_name, r.method))
     method_family("transmiter_plus")            -> "transmiter+"
+    eft_variant("eft_self_ensemble")            -> "self_ensemble"
     method_sort_key("zeroshot", "Zero-shot synth-weak") < method_sort_key("finetune", "FT synth-weak")
     setting_sort_key("base2novel") < setting_sort_key("base2base")
 """
@@ -51,6 +52,8 @@ METHOD_RANKS: dict[tuple[str, str | None], float] = {
     ("transmiter", None): 7,
     ("transmiter+", None): 8,
 }
+# EFT-family rows after plain EFT, in the reference's `eval_baseline_table` order (offsets < 1).
+EFT_VARIANT_RANKS = {"eft": 0.0, "base_change": 0.1, "ensemble": 0.2, "self_ensemble": 0.3}
 UNKNOWN_RANK = 100.0
 WEAK_WORDS = frozenset({"weak", "source", "src"})
 STRONG_WORDS = frozenset({"strong", "target", "tgt"})
@@ -82,6 +85,19 @@ def method_family(text: str | None) -> str | None:
     return None
 
 
+def eft_variant(*texts: str | None) -> str:
+    """'base_change' | 'ensemble' | 'self_ensemble' from the first text naming one, else 'eft'."""
+    for text in texts:
+        compact = re.sub(r"[^a-z0-9]", "", (text or "").lower())
+        if "basechange" in compact:
+            return "base_change"
+        if "selfensemble" in compact:
+            return "self_ensemble"
+        if "ensemble" in compact:
+            return "ensemble"
+    return "eft"
+
+
 def model_strength(*texts: str | None) -> str | None:
     """'weak' | 'strong' from the first text naming exactly one of them as a word, else None."""
     for text in texts:
@@ -98,7 +114,10 @@ def method_sort_key(method: str | None, row: str) -> tuple[float, str]:
     if family is None:
         return (UNKNOWN_RANK, row.lower())
     strength = model_strength(method, row) if family in ("zeroshot", "ft", "skip") else None
-    return (METHOD_RANKS[(family, strength)], row.lower())
+    rank = METHOD_RANKS[(family, strength)]
+    if family == "eft":
+        rank += EFT_VARIANT_RANKS[eft_variant(method, row)]
+    return (rank, row.lower())
 
 
 def setting_sort_key(setting: str) -> tuple[int, str]:

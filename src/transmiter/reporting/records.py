@@ -6,8 +6,13 @@ Schema (version 1):
      "method", "row", "protocol", "setting", "dataset", "seed", "shots",
      "metrics": {"base", "novel", "hm"} | {"base"},
      "models": {role: identity}, "splits": {group: hash}, "timings": {name: seconds},
-     "costs": {...}, "artifacts": {...}, "code": {"version", "git_commit", "git_dirty"},
+     "costs": {...}, "artifacts": {...}, "skipped_images": {path: reason},
+     "code": {"version", "git_commit", "git_dirty"},
      "config": <fully resolved config>}
+
+`timings` are this run's own wall times (a stage reused from the store costs ~0 there); a transfer
+row's `costs.*_time_s` (fit, transfer, refine, feature_pass, train) are each stage's seconds as first
+measured, so rows that reuse a stage still report its real cost.
 """
 
 from __future__ import annotations
@@ -92,6 +97,8 @@ def build_record(ctx, result) -> dict[str, Any]:
         "costs": result.costs,
         "artifacts": result.artifacts,
         "extra": result.extra,
+        # images left out under dataset.on_corrupt_image=skip (empty otherwise): path -> reason
+        "skipped_images": dict(sorted(getattr(ctx, "skipped_images", {}).items())),
         "code": code_version(),
         "output_dir": str(ctx.output_dir),
         "config": resolved_config(cfg),
@@ -99,11 +106,16 @@ def build_record(ctx, result) -> dict[str, Any]:
 
 
 def write_record(ctx, result, subdir: str | None = None) -> Path:
-    """Write `<output_dir>[/<subdir>]/results.json` atomically and return its path."""
-    record = build_record(ctx, result)
+    """Write `<output_dir>[/<subdir>]/results.json` atomically and return its path. Under a multi-process
+    job only global rank 0 writes; the other ranks get the path of its record."""
+    from transmiter.distributed import is_global_zero
+
     folder = Path(ctx.output_dir) / subdir if subdir else Path(ctx.output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / RECORD_FILE
+    if not is_global_zero():
+        return path
+    record = build_record(ctx, result)
+    folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str))
     os.replace(tmp, path)

@@ -34,6 +34,7 @@ MLP parameters); ``LogitAdapter.from_tensors(tensors, config, projection=...)`` 
 
     adapter = LogitAdapter(K=1024, seed=0)             # 9.44M parameters at K = proj_dim = 1024
     LogitAdapter(K, seed=0, dtype=torch.float64)       # build in float64 (W orthogonal to fp64 precision)
+    LogitAdapter(K, random_init=False)                 # W = identity placeholder (tensors loaded next)
     out = adapter(zs_logits)[:, :C]
 """
 
@@ -155,6 +156,7 @@ class LogitAdapter(nn.Module):
         seed: int | None = 0,
         eps: float = 1e-6,
         dtype: torch.dtype = torch.float32,
+        random_init: bool = True,
     ) -> None:
         super().__init__()
         proj_dim = K if proj_dim is None else int(proj_dim)
@@ -173,8 +175,13 @@ class LogitAdapter(nn.Module):
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         with _seeded(seed, torch.device("cpu")):
             self.push = nn.Linear(K, proj_dim, bias=False, dtype=dtype)
+            # random_init=False (from_tensors): W is overwritten at once, so skip the fp64 QR of the Haar
+            # draw (most of the cost of loading an artifact at K = 1024); the identity is a valid placeholder
             with torch.no_grad():
-                self.push.weight.copy_(haar_orthogonal(proj_dim, K, generator=gen, dtype=dtype))
+                if random_init:
+                    self.push.weight.copy_(haar_orthogonal(proj_dim, K, generator=gen, dtype=dtype))
+                else:
+                    self.push.weight.copy_(torch.eye(proj_dim, K, dtype=dtype))
             self.blocks = nn.ModuleList(
                 [ResidualMLPBlock(proj_dim, mlp_ratio, dropout) for _ in range(depth)]
             ).to(dtype)
@@ -316,6 +323,7 @@ class LogitAdapter(nn.Module):
             seed=0,
             eps=cfg.eps,  # seeded init: leaves the global RNG untouched
             dtype=W.dtype if W.is_floating_point() else torch.float32,
+            random_init=False,
         )
         adapter.load_tensors(tensors)
         return adapter.set_projection(projection)

@@ -1,0 +1,306 @@
+"""Resumable training stages: a killed run, started again with the same command, continues from its
+last epoch and ends with the same weights as a run that was never interrupted.
+
+    from transmiter.methods.resume import fit_resumable
+
+    fit_resumable(ctx, module, datamodule, epochs=10, stage_dir=stage_dir, purpose="ft")
+
+Every training stage (FT, Skip Tuning, adapter fitting, TransMiter+ refinement) trains through
+:func:`fit_resumable`. What makes the continuation exact:
+
+* ``<stage_dir>/checkpoints/last.ckpt`` is written at the end of every epoch (by Lightning, atomically:
+  a temporary file, then a rename), with the weights, optimiser, LR scheduler, loop counters and each
+  module's own extra state (CSkip draws, logit-noise generators);
+* the random state of the data stream, i.e. the training DataLoader's shuffling generator and the global
+  torch / numpy / Python RNGs that drive the random augmentations, is saved with the checkpoint, one per
+  DDP rank (:class:`RandomStateCheckpoint`), and put back by the DataLoader right before the resumed
+  epoch's iterator is created (:class:`ResumableDataLoader`), so that epoch sees the same order and the
+  same augmentations;
+* the checkpoint is read with ``weights_only=True`` (nothing pickled is executed) and checked before
+  use: a damaged file fails with its path and the fix instead of a deep Lightning traceback.
+
+Limits: checkpoints are per epoch, so a kill in the middle of an epoch loses that epoch's steps (exact
+mid-epoch resumption would need the data iterator's position as well). Under DDP every rank's random
+state is saved and restored; resuming on a different number of processes changes the sharding anyway.
+On GPU, kernels that are not bit-reproducible (cuDNN, bf16) make any two runs differ slightly.
+
+Fault injection, for the kill/resume tests: ``TRANSMITER_FAULT_KILL=<purpose>:<n>`` SIGKILLs the
+process after its n-th training step of stages called ``<purpose>`` (counted over the whole process,
+so a sweep's second job can be hit). Unset, which is always the case outside tests, it does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+log = logging.getLogger("transmiter")
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+FAULT_ENV = "TRANSMITER_FAULT_KILL"
+
+
+class CheckpointError(RuntimeError):
+    """A resume checkpoint that cannot be used; the message names the file and what to do."""
+
+
+def last_checkpoint_path(stage_dir: str | os.PathLike) -> Path:
+    return Path(stage_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def resume_checkpoint(stage_dir: str | os.PathLike) -> Path | None:
+    """The stage's ``last.ckpt`` when there is one (after checking it can be read), else None."""
+    path = last_checkpoint_path(stage_dir)
+    if not path.is_file():
+        return None
+    verify_checkpoint(path)
+    return path
+
+
+def verify_checkpoint(path: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` is a readable Lightning training checkpoint.
+
+    The file is memory-mapped, not read: cheap even for ViT-L checkpoints."""
+    path = Path(path)
+    fix = (
+        f"Delete it to restart this training stage from its first epoch (rm {path}); the stage folder "
+        f"{path.parent.parent} is otherwise kept"
+    )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # truncated zips, foreign files and pickles raise many different types
+        raise CheckpointError(
+            f"resume checkpoint {path} is damaged or not a checkpoint ({type(err).__name__}: {err}). {fix}."
+        ) from err
+    missing = [k for k in ("state_dict", "optimizer_states", "loops") if k not in checkpoint]
+    if not isinstance(checkpoint, dict) or missing:
+        raise CheckpointError(
+            f"resume checkpoint {path} is not a Lightning training checkpoint (missing {missing}). {fix}."
+        )
+
+
+def fit_resumable(
+    ctx,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule | None,
+    *,
+    epochs: int,
+    stage_dir: str | os.PathLike,
+    purpose: str,
+    callbacks: Sequence[L.Callback] = (),
+    **trainer_overrides: Any,
+) -> L.Trainer:
+    """``trainer.fit`` with per-epoch checkpoints in ``stage_dir``, resuming from ``last.ckpt`` if present.
+
+    ``datamodule=None`` means the module serves its own training batches (Skip Tuning). A non-finite loss
+    stops training with a FloatingPointError that names the last good checkpoint."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    stage_dir = Path(stage_dir)
+    last = last_checkpoint_path(stage_dir)
+    resume = resume_checkpoint(stage_dir)
+    # Keep one checkpoint, the latest, under a fixed name. (`save_last=True, save_top_k=0` would not do:
+    # since Lightning 2.6 it writes last.ckpt only when a top-k checkpoint was saved, i.e. at the end of
+    # training, never after an epoch.)
+    checkpoint = ModelCheckpoint(
+        dirpath=last.parent,
+        filename=last.stem,
+        save_top_k=1,
+        save_last=False,
+        every_n_epochs=1,
+        enable_version_counter=False,
+    )
+    all_callbacks: list[L.Callback] = [checkpoint, RandomStateCheckpoint(), *callbacks]
+    fault = FaultInjection.from_env(purpose)
+    if fault is not None:
+        all_callbacks.append(fault)
+    trainer = ctx.make_trainer(
+        "train",
+        max_epochs=epochs,
+        enable_checkpointing=True,
+        callbacks=all_callbacks,
+        default_root_dir=str(stage_dir),
+        logger=ctx.training_logger(purpose),
+        **trainer_overrides,
+    )
+    make_train_loader_resumable(datamodule if datamodule is not None else module)
+    if resume is not None:
+        log.info("%s: resuming from %s", purpose, resume)
+    _PENDING_STATE.clear()
+    try:
+        # weights_only: a checkpoint never unpickles arbitrary objects
+        trainer.fit(
+            module, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True
+        )
+    except FloatingPointError as err:  # NonFiniteLossError: the last good checkpoint is kept
+        where = (
+            f"the last good checkpoint is {last}"
+            if last.is_file()
+            else f"no checkpoint was written yet (the first epoch failed; {last} would hold it)"
+        )
+        message = (
+            f"{err} Training of {purpose!r} stopped; {where}. A re-run of the same command resumes from it and, "
+            "being deterministic, will likely meet the same values: change the hyper-parameters (e.g. a lower "
+            "learning rate), which starts a new stage, or fix the inputs."
+        )
+        try:
+            raise type(err)(message) from err
+        except TypeError:
+            raise FloatingPointError(message) from err
+    finally:
+        _PENDING_STATE.clear()
+    return trainer
+
+
+# ---------------------------------------------------------------------------------------------------------
+# random state travelling with the checkpoint
+# ---------------------------------------------------------------------------------------------------------
+
+
+# At most one saved random state waiting for the next resumable training iterator of this process. A
+# process-wide slot rather than an attribute of the loader: Lightning may re-create the DataLoader (to add a
+# DDP sampler) after the checkpoint was read, and the slot survives that.
+_PENDING_STATE: list[dict[str, Any]] = []
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader that, when a resumed run creates its first iterator, first puts back the random state
+    saved with the checkpoint (its own generator and the global RNGs; see :class:`RandomStateCheckpoint`).
+    Lightning creates that iterator right after reading the checkpoint, so nothing in between draws."""
+
+    def __iter__(self):
+        if _PENDING_STATE:
+            states = _PENDING_STATE.pop()["ranks"]
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            if rank < len(states):  # resumed on more processes than saved: the new ranks start afresh
+                restore_random_state(states[rank], self.generator)
+        return super().__iter__()
+
+
+class RandomStateCheckpoint(L.Callback):
+    """Saves the random state of the data stream with every checkpoint (the training DataLoader's generator
+    and the global torch / numpy / Python RNGs, which drive augmentations and seed workers), one per DDP
+    rank, and hands it to the first training iterator of a resumed run.
+
+    Lightning's own hook for stateful loaders is not enough: it only reloads their state when resuming in the
+    middle of an epoch, and these checkpoints are written at epoch ends."""
+
+    def __init__(self) -> None:
+        self._trainer = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer = self._trainer
+        loader = trainer.train_dataloader if trainer is not None else None
+        mine = capture_random_state(getattr(loader, "generator", None))
+        states = [mine]
+        if trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
+            # Every rank dumps the checkpoint (Lightning's save_checkpoint runs on all ranks; rank 0 writes),
+            # so this collective is matched on every rank.
+            states = [None] * trainer.world_size
+            torch.distributed.all_gather_object(states, mine)
+        return {"format": 2, "ranks": states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        _PENDING_STATE[:] = [state_dict] if state_dict.get("format") == 2 else []
+
+
+def capture_random_state(generator: torch.Generator | None) -> dict[str, Any]:
+    """The state of ``generator`` and of the global RNGs, as plain values and tensors (weights-only loadable)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "generator": None if generator is None else generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "numpy": [
+            str(name),
+            torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_random_state(state: dict[str, Any], generator: torch.Generator | None) -> None:
+    if generator is not None and state.get("generator") is not None:
+        generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+class _ResumableTrainLoader:
+    """Replaces ``owner.train_dataloader`` on the instance: calls the class's method, then turns the plain
+    DataLoader it returns into a :class:`ResumableDataLoader` (same object, same arguments: the subclass
+    only adds ``__iter__``). A class rather than a closure, so the owner still pickles (``ddp_spawn``)."""
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+
+    def __call__(self) -> Any:
+        loader = type(self.owner).train_dataloader(self.owner)
+        if type(loader) is DataLoader:
+            # Lightning may re-create it (DDP samplers) from the recorded arguments: it keeps the class.
+            loader.__class__ = ResumableDataLoader
+        return loader
+
+
+def make_train_loader_resumable(owner: Any) -> None:
+    """Make the train DataLoader of ``owner`` (a DataModule, or a module serving its own batches) stateful."""
+    if owner is None or not callable(getattr(type(owner), "train_dataloader", None)):
+        return
+    if not isinstance(owner.__dict__.get("train_dataloader"), _ResumableTrainLoader):
+        owner.train_dataloader = _ResumableTrainLoader(owner)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fault injection (tests)
+# ---------------------------------------------------------------------------------------------------------
+
+_STEPS_BY_PURPOSE: dict[str, int] = {}
+
+
+class FaultInjection(L.Callback):
+    """SIGKILLs this process after its ``after_steps``-th training step of stages called ``purpose``."""
+
+    def __init__(self, purpose: str, after_steps: int) -> None:
+        self.purpose, self.after_steps = purpose, int(after_steps)
+
+    @classmethod
+    def from_env(cls, purpose: str) -> FaultInjection | None:
+        spec = os.environ.get(FAULT_ENV, "").strip()
+        if not spec:
+            return None
+        target, _, steps = spec.rpartition(":")
+        if not target or not steps.isdigit():
+            raise ValueError(f"{FAULT_ENV}={spec!r}: use <purpose>:<steps>, e.g. ft:4 (or unset it)")
+        return cls(purpose, int(steps)) if target == purpose else None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        count = _STEPS_BY_PURPOSE.get(self.purpose, 0) + 1
+        _STEPS_BY_PURPOSE[self.purpose] = count
+        if count >= self.after_steps:
+            log.warning("%s=%s: killing the process (test fault injection)", FAULT_ENV, os.environ[FAULT_ENV])
+            os.kill(os.getpid(), signal.SIGKILL)
