@@ -88,8 +88,9 @@ def test_eft_variant_configs_are_distinct_rows_with_fixed_alpha(compose):
     for name in ("eft", "eft_base_change", "eft_ensemble", "eft_self_ensemble"):
         cfg = compose([f"method={name}", "pair=tiny_random"])
         method = instantiate(cfg.method)
-        # fixed in advance, never chosen on test: 1 (reference) for the arithmetic, 0.5 for the mixes
-        assert method.name == name and method.alpha == (0.5 if name.endswith("ensemble") else 1.0)
+        # fixed in advance, never chosen on test: 1 (reference) for EFT, 0.5 for the variants (at 1 they
+        # would duplicate the EFT row or the fine-tuned source)
+        assert method.name == name and method.alpha == (1.0 if name == "eft" else 0.5)
         rows[name] = method._row(_Ctx(cfg))
     assert len(set(rows.values())) == 4 and rows["eft"] == "EFT tiny-random→tiny-random-b"
     assert rows["eft_ensemble"] == "EFT ensemble tiny-random→tiny-random-b"
