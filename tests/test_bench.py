@@ -33,7 +33,14 @@ def test_quick_suite_of_the_cheap_benchmarks(tmp_path):
     records = payload["records"]
     assert {r["benchmark"] for r in records} == set(CHEAP)
     names = {r["name"] for r in records}
-    assert {"transfer[tiny]", "flops[tm-tiny-ViT]", "cache[tiny]", "scaling[fit]", "scaling[svd]"} <= names
+    expected = {
+        "transfer[tiny]",
+        "transfer[synth-strong]",
+        "flops[tm-tiny-ViT]",
+        "cache[tiny]",
+        "scaling[fit]",
+    }
+    assert expected | {"scaling[svd]"} <= names
     for r in records:
         assert r["status"] in STATUSES and r["status"] != "error", (r["name"], r["notes"])
         assert r["title"] and r["ratio_label"] and r["figures"]
@@ -46,6 +53,25 @@ def test_quick_suite_of_the_cheap_benchmarks(tmp_path):
     for needle in ("## Machine", "cpu count", "torch", "load average", "## Summary", "transfer[tiny]"):
         assert needle in text
     assert payload["machine"]["cpu count"] >= 1
+    assert by_name["transfer[tiny]"]["goal"] is None  # plumbing case; the goal is checked on synth-strong
+
+
+def test_rewriting_the_report_keeps_the_hand_written_reading(tmp_path):
+    from transmiter.bench.report import READING_END, READING_START, write_markdown
+
+    record = BenchRecord(
+        name="x[a]", benchmark="x", title="X", ratio=1.0, ratio_label="a / b", figures={"n": 1}
+    )
+    path = tmp_path / "README.md"
+    write_markdown(path, [record], {"cpu count": 2}, "python -m transmiter.bench")
+    assert READING_START not in path.read_text()
+    reading = f"{READING_START}\n## Reading this run\n\n* the ratio moved with the load\n{READING_END}"
+    text = path.read_text().replace("## Summary", reading + "\n\n## Summary")
+    path.write_text(text)
+    write_markdown(path, [record], {"cpu count": 2}, "python -m transmiter.bench")
+    again = path.read_text()
+    assert again.count(READING_START) == 1 and "* the ratio moved with the load" in again
+    assert again.index(READING_END) < again.index("## Summary")
 
 
 def test_flops_of_the_real_architectures_on_the_meta_device():

@@ -105,7 +105,19 @@ def _indent(key: str) -> str:
     return "↳ " * depth
 
 
-def markdown(records: Sequence[BenchRecord], machine: dict[str, Any], command: str) -> str:
+READING_START, READING_END = "<!-- reading:start -->", "<!-- reading:end -->"
+
+
+def kept_reading(previous: str) -> str:
+    """The hand-written "Reading this run" block of an earlier report (between the reading markers), so
+    that regenerating the file keeps the analysis; empty when there is none."""
+    start, end = previous.find(READING_START), previous.find(READING_END)
+    if start < 0 or end < start:
+        return ""
+    return previous[start : end + len(READING_END)]
+
+
+def markdown(records: Sequence[BenchRecord], machine: dict[str, Any], command: str, reading: str = "") -> str:
     counts = summary_counts(records)
     lines = [
         "# Benchmarks: side-by-side ratios",
@@ -133,6 +145,7 @@ def markdown(records: Sequence[BenchRecord], machine: dict[str, Any], command: s
         "|---|---|",
         *[f"| {_cell(k)} | {_cell(fmt(v))} |" for k, v in machine.items()],
         "",
+        *([reading, ""] if reading else []),
         "## Summary",
         "",
         "Result counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".",
@@ -165,9 +178,12 @@ def markdown(records: Sequence[BenchRecord], machine: dict[str, Any], command: s
 def write_markdown(
     path: str | Path, records: Sequence[BenchRecord], machine: dict[str, Any], command: str
 ) -> Path:
+    """Write the report; a reading block (see `kept_reading`) already in the file is carried over verbatim
+    (its author dates it and says which run it reads)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(records, machine, command))
+    reading = kept_reading(path.read_text()) if path.exists() else ""
+    path.write_text(markdown(records, machine, command, reading))
     return path
 
 
