@@ -33,7 +33,13 @@ def test_quick_suite_of_the_cheap_benchmarks(tmp_path):
     records = payload["records"]
     assert {r["benchmark"] for r in records} == set(CHEAP)
     names = {r["name"] for r in records}
-    expected = {"transfer[tiny]", "transfer[synth-strong]", "flops[tm-tiny-ViT]", "cache[tiny]"}
+    expected = {
+        "transfer[tiny]",
+        "transfer[synth-strong]",
+        "flops[tm-tiny-ViT]",
+        "cache[tiny]",
+        "cache[synth-strong]",
+    }
     assert expected | {"scaling[fit]", "scaling[svd]"} <= names
     for r in records:
         assert r["status"] in STATUSES and r["status"] != "error", (r["name"], r["notes"])
@@ -41,7 +47,9 @@ def test_quick_suite_of_the_cheap_benchmarks(tmp_path):
         assert isinstance(r["ratio"], float) and math.isfinite(r["ratio"]), r["name"]
         assert r["seconds"] >= 0 and len(r["load"]) == 2
     by_name = {r["name"]: r for r in records}
-    assert by_name["cache[tiny]"]["figures"]["image / text tower calls, second run"] == "0 / 0"
+    for case in ("cache[tiny]", "cache[synth-strong]"):
+        assert by_name[case]["figures"]["image / text tower calls, second run"] == "0 / 0"
+    assert by_name["cache[tiny]"]["goal"] is None and by_name["cache[synth-strong]"]["goal"] is not None
     assert by_name["flops[tm-tiny-ViT]"]["figures"]["CPU-built model gives the same count"] is True
     text = md.read_text()
     for needle in ("## Machine", "cpu count", "torch", "load average", "## Summary", "transfer[tiny]"):

@@ -8,11 +8,11 @@
     records = run_suite(["flops"], BenchOptions(tiny=True))   # [BenchRecord(name="flops[tm-tiny-ViT]", ...)]
 
 Benchmarks (module, record names):
- 1. transfer   whole transfer ÷ target feature pass              transfer[tiny], transfer[ViT-B-16]
+ 1. transfer   whole transfer ÷ target feature pass              transfer[tiny|synth-strong|ViT-B-16]
  2. flops      adapter ÷ image-encoder FLOPs per image           flops[<arch>]
  3. skip       Skip Tuning ÷ FT time and peak memory per epoch   skip_vs_ft_time[...], skip_vs_ft_memory[...]
  4. framework  Lightning ÷ plain-loop fitting throughput         framework[adapter fit]
- 5. cache      second ÷ first zero-shot evaluation               cache[tiny], cache[ViT-B-16]
+ 5. cache      second ÷ first zero-shot evaluation               cache[tiny|synth-strong|ViT-B-16]
  6. demo       warm ÷ cold `make demo` (only with --only demo)   demo
  7. scaling    growth exponents of fitting / transfer / SVD in N scaling[fit|transfer|statistics|svd]
  8. gpu        bf16 feature-pass MFU, fitting at 1.28M rows      gpu_feature_pass[...], gpu_fit[...]

@@ -22,7 +22,8 @@ from typing import Any
 
 from transmiter.synthetic.architectures import STRONG_MODEL, WEAK_MODEL, register_synthetic_models
 from transmiter.synthetic.benchmarks import BENCHMARKS, BenchmarkSpec, generate_benchmark
-from transmiter.synthetic.pretrain import pretrain_config, pretrain_or_load
+from transmiter.synthetic.concurrent import pretrain_all_or_load
+from transmiter.synthetic.pretrain import pretrain_config
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,13 @@ def build_world(
     scale: str = "demo",
     progress: bool = True,
     accelerator: str = "auto",
+    side_by_side: bool = False,
 ) -> WorldArtifacts:
-    """Pretrain-or-load both models into ``cache_dir`` and generate-or-reuse the benchmarks in ``data_dir``."""
+    """Pretrain-or-load both models into ``cache_dir`` and generate-or-reuse the benchmarks in ``data_dir``.
+
+    ``side_by_side``: train the missing models at once in worker processes sharing the CPU cores
+    (:mod:`transmiter.synthetic.concurrent`; off by default: one at a time is bit-reproducible).
+    """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; known: {SCALES}")
     register_synthetic_models()
@@ -96,10 +102,10 @@ def build_world(
         datasets[name] = DatasetArtifact(
             spec, generate_benchmark(spec, data_dir, scale=scale, progress=progress)
         )
-    ckpts = {}
-    for model_name in (WEAK_MODEL, STRONG_MODEL):
-        cfg = pretrain_config(model_name, scale)
-        ckpts[model_name] = pretrain_or_load(cfg, cache_dir, progress=progress, accelerator=accelerator)
+    cfgs = [pretrain_config(model_name, scale) for model_name in (WEAK_MODEL, STRONG_MODEL)]
+    ckpts = pretrain_all_or_load(
+        cfgs, cache_dir, progress=progress, accelerator=accelerator, side_by_side=side_by_side
+    )
     return WorldArtifacts(
         scale=scale,
         cache_dir=cache_dir,

@@ -380,10 +380,15 @@ def pretrain(
     accelerator: str = "auto",
     devices: int | str = 1,
     root_dir: str | Path | None = None,
+    threads: int | None = None,
+    callbacks: list[L.Callback] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train ``cfg.model_name`` from scratch; returns the (CPU, eval-mode) open_clip model and stats.
 
-    Uses :func:`training_threads` torch threads (all cores by default). On a GPU the precision is bf16-mixed, fp32 on CPU.
+    Uses ``threads`` torch threads, by default :func:`training_threads` (all cores). ``callbacks`` are added
+    to the Trainer's (e.g. :class:`transmiter.synthetic.concurrent.CoreShare`, which may change the thread
+    count while training; a callback with a ``stats()`` method adds its figures to the returned stats).
+    On a GPU the precision is bf16-mixed, fp32 on CPU.
     """
     global TRAINING_RUNS
     from lightning.pytorch.callbacks import RichProgressBar
@@ -392,9 +397,10 @@ def pretrain(
     module = SyntheticClipPretrainer(cfg)
     use_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     timer = _StepTimer(cfg.steps)
-    callbacks = [timer, RichProgressBar(leave=True)] if progress else [timer]
+    extra = list(callbacks or [])
+    callbacks = [timer, *extra, RichProgressBar(leave=True)] if progress else [timer, *extra]
     start, cpu_start = time.perf_counter(), time.process_time()
-    threads = training_threads()
+    threads = threads or training_threads()
     with _torch_threads(threads), _quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(
             accelerator="gpu" if use_gpu else "cpu",
@@ -415,6 +421,8 @@ def pretrain(
         with warnings.catch_warnings():
             # the stream is consumed in the main process (num_workers=0), so its __len__ is exact
             warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")
+            # Lightning's own use of a deprecated torch pytree API; nothing a user can act on
+            warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
             trainer.fit(module)
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
@@ -433,6 +441,9 @@ def pretrain(
         "accelerator": "gpu" if use_gpu else "cpu",
         "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
+    for cb in extra:
+        if hasattr(cb, "stats"):
+            stats |= cb.stats()
     return model, stats
 
 
@@ -545,8 +556,11 @@ def pretrain_or_load(
     *,
     progress: bool = True,
     accelerator: str = "auto",
+    threads: int | None = None,
+    callbacks: list[L.Callback] | None = None,
 ) -> Path:
-    """Path of a valid pretrained checkpoint for ``cfg`` in ``cache_dir``; trains (once) when needed."""
+    """Path of a valid pretrained checkpoint for ``cfg`` in ``cache_dir``; trains (once) when needed
+    (``threads`` and ``callbacks`` go to :func:`pretrain`)."""
     register_synthetic_models()
     folder = entry_dir(cfg, cache_dir)
     ckpt = folder / CHECKPOINT_NAME
@@ -558,7 +572,9 @@ def pretrain_or_load(
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         log.info("pretraining %s (%d steps x %d)", cfg.model_name, cfg.steps, cfg.batch_size)
-        model, stats = pretrain(cfg, progress=progress, accelerator=accelerator)
+        model, stats = pretrain(
+            cfg, progress=progress, accelerator=accelerator, threads=threads, callbacks=callbacks
+        )
         digest = save_checkpoint(model, ckpt)
         meta = {
             "format": 1,
