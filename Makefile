@@ -42,7 +42,7 @@ smoke: setup ## Zero-shot base2novel with a random-init tiny ViT on a fake datas
 	$(RUN) transmiter experiment=smoke hydra.run.dir=outputs/smoke/run
 	$(RUN) transmiter report outputs/smoke --out outputs/smoke/report --title "Smoke study"
 
-demo: setup ## The whole study on the synthetic world, no download (cold 10-13 min, warm ~1 min on 2 cores)
+demo: setup ## The whole study on the synthetic world, no download (cold 10-13 min, warm ~1 min on 2 cores; jobs 2 at a time)
 	$(RUN) transmiter world build
 	$(RUN) transmiter -m experiment=demo
 	$(RUN) transmiter report outputs/demo --out outputs/demo/report --study demo \

@@ -49,6 +49,10 @@ def test_quick_suite_of_the_cheap_benchmarks(tmp_path):
     by_name = {r["name"]: r for r in records}
     for case in ("cache[tiny]", "cache[synth-strong]"):
         assert by_name[case]["figures"]["image / text tower calls, second run"] == "0 / 0"
+        image_calls, text_calls = map(
+            int, by_name[case]["figures"]["image / text tower calls, first run"].split(" / ")
+        )
+        assert image_calls > 0 and text_calls > 0  # the counters see the encoders run
     assert by_name["cache[tiny]"]["goal"] is None and by_name["cache[synth-strong]"]["goal"] is not None
     assert by_name["flops[tm-tiny-ViT]"]["figures"]["CPU-built model gives the same count"] is True
     text = md.read_text()

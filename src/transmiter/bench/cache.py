@@ -91,7 +91,12 @@ def _case(
     bundle = load_model(ctx, ctx.cfg.model)
     splits = ctx.splits("all")
     calls = {"image": 0, "text": 0}
-    text_tower = getattr(bundle.model, "transformer", None) or getattr(bundle.model, "text", None)
+    # hook the text tower's first block: `towers.encode_text` runs the blocks itself (after trimming the
+    # prompts), so a hook on the tower module would never fire
+    text_tower = getattr(bundle.model, "transformer", None) or getattr(
+        getattr(bundle.model, "text", None), "transformer", None
+    )
+    text_tower = getattr(text_tower, "resblocks", [text_tower])[0] if text_tower is not None else None
     hooks = [
         bundle.model.visual.register_forward_hook(lambda *a: calls.__setitem__("image", calls["image"] + 1))
     ]
@@ -136,6 +141,11 @@ def _case(
     if second["calls"]["image"] or second["calls"]["text"] or first["acc"] != second["acc"]:
         forced = "fail"
         notes.append("the second evaluation ran an encoder again or changed the accuracy.")
+    elif not (first["calls"]["image"] and first["calls"]["text"]):
+        forced = "error"
+        notes.append(
+            "the first evaluation ran no encoder that the hooks saw: the counters are not measuring."
+        )
     if not has_goal:
         notes.append(
             "no goal: a toy encoder costs less than the scoring Trainer, so this row measures the fixed "
