@@ -48,7 +48,7 @@ demo: setup ## The whole study on the synthetic world, no download (cold 10-13 m
 	$(RUN) transmiter report outputs/demo --out outputs/demo/report --study demo \
 		--title "Demo study: the synthetic world" --readme experiments/demo/README.md
 
-reproduce-demo: setup ## The synthetic study at full size: 3 benchmarks x 2 settings x 3 seeds (18 jobs, ~30 min on 2 cores)
+reproduce-demo: setup ## The synthetic study at full size: 3 benchmarks x 2 settings x 3 seeds (18 jobs; 11 min on 2 cores after make demo)
 	$(RUN) transmiter world build
 	$(RUN) transmiter -m experiment=demo_full
 	$(RUN) transmiter report outputs/demo_full --out outputs/demo_full/report --study demo_full \
