@@ -78,6 +78,7 @@ def _case(
 ) -> BenchRecord:
     from transmiter.bench.core import quiet
     from transmiter.evaluation.clip_eval import evaluate_clip
+    from transmiter.models.towers import text_blocks
 
     ctx = fake_run(
         tmp,
@@ -93,17 +94,11 @@ def _case(
     calls = {"image": 0, "text": 0}
     # hook the text tower's first block: `towers.encode_text` runs the blocks itself (after trimming the
     # prompts), so a hook on the tower module would never fire
-    text_tower = getattr(bundle.model, "transformer", None) or getattr(
-        getattr(bundle.model, "text", None), "transformer", None
-    )
-    text_tower = getattr(text_tower, "resblocks", [text_tower])[0] if text_tower is not None else None
+    first_text_block = text_blocks(bundle.model)[0]
     hooks = [
-        bundle.model.visual.register_forward_hook(lambda *a: calls.__setitem__("image", calls["image"] + 1))
+        bundle.model.visual.register_forward_hook(lambda *a: calls.__setitem__("image", calls["image"] + 1)),
+        first_text_block.register_forward_hook(lambda *a: calls.__setitem__("text", calls["text"] + 1)),
     ]
-    if text_tower is not None:
-        hooks.append(
-            text_tower.register_forward_hook(lambda *a: calls.__setitem__("text", calls["text"] + 1))
-        )
     runs = []
     try:
         for _ in range(2):

@@ -157,9 +157,14 @@ def image_depth(model: nn.Module) -> int:
     return len(_vit(model).transformer.resblocks)
 
 
+def text_blocks(model: nn.Module) -> nn.ModuleList:
+    """The residual blocks of the text tower (CLIP's unpacked tower or a TextTransformer)."""
+    return _text(model).transformer.resblocks
+
+
 def text_depth(model: nn.Module) -> int:
     """Number of residual blocks of the text tower."""
-    return len(_text(model).transformer.resblocks)
+    return len(text_blocks(model))
 
 
 def tower_depths(model: nn.Module) -> tuple[int, int]:

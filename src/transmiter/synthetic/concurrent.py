@@ -73,7 +73,7 @@ class CoreShare(L.Callback):
 
 def side_by_side_refusal(accelerator: str = "auto") -> str | None:
     """Why side-by-side training cannot help here (None: it can)."""
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+    if pt.uses_gpu(accelerator):
         return "side by side is for CPUs (on a GPU each training runs fastest alone)"
     if pt.cpu_cores() < 2:
         return "this process may use only one CPU core"

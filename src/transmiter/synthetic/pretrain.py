@@ -218,6 +218,11 @@ def to_model_input(images: np.ndarray, mean: torch.Tensor | tuple, std: torch.Te
 # module
 
 
+def uses_gpu(accelerator: str) -> bool:
+    """Whether ``accelerator`` ("cpu", "gpu"/"cuda" or "auto") trains on a GPU here."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
     """LR multiplier: linear warm-up from 1/warmup to 1, then cosine decay to 0 at ``total``."""
     if warmup > 0 and step < warmup:
@@ -395,7 +400,7 @@ def pretrain(
 
     TRAINING_RUNS += 1
     module = SyntheticClipPretrainer(cfg)
-    use_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    use_gpu = uses_gpu(accelerator)
     timer = _StepTimer(cfg.steps)
     extra = list(callbacks or [])
     callbacks = [timer, *extra, RichProgressBar(leave=True)] if progress else [timer, *extra]
