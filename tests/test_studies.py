@@ -15,6 +15,7 @@ from transmiter.app import guard_multirun_ddp, run
 from transmiter.config import ConfigError
 from transmiter.context import dataset_spec_from_config
 from transmiter.data.fake import write_fake_dataset
+from transmiter.methods.transmiter import DIAGNOSTIC_ROWS
 from transmiter.reporting.records import load_records
 from transmiter.reporting.tables import results_table
 
@@ -71,13 +72,43 @@ def test_study_job_writes_one_record_per_row_and_is_skipped_when_done(compose, t
     run(cfg)
     records = load_records([out])
     rows = {r["row"] for r in records}
-    assert len(records) == 12 and any(r.startswith("TransMiter+") for r in rows)
+    assert len(records) == 15 and any(r.startswith("TransMiter+") for r in rows)
     pair = "tiny-random→tiny-random-b"
     for label in ("EFT", "EFT base-change", "EFT ensemble", "EFT self-ensemble"):  # distinct EFT rows
         assert f"{label} {pair}" in rows, label
     assert {r["protocol"] for r in records} == {"coop-separate", "masked-joint"}
     by_row = {r["row"]: r for r in records}
     tm, tm_plus = by_row[f"TransMiter {pair}"], by_row[f"TransMiter+ {pair}"]
+    # the diagnostic rows: marked for reports, with metrics and costs, from TransMiter's own stages
+    diagnostics = {r["extra"]["diagnostic"]: r for r in records if r["extra"].get("diagnostic")}
+    assert [by_row[f"{label} {pair}"]["extra"]["diagnostic"] for label in DIAGNOSTIC_ROWS.values()] == list(
+        DIAGNOSTIC_ROWS
+    )
+    for kind, rec in diagnostics.items():
+        assert set(rec["metrics"]) == {"base", "novel", "hm"} and rec["protocol"] == "masked-joint", kind
+        assert rec["costs"]["adapter_flops_per_image"] > 0 and rec["costs"]["fit_time_s"] > 0, kind
+    source_row, unrotated, oracle = (diagnostics[k] for k in DIAGNOSTIC_ROWS)
+    assert source_row["extra"]["stages_reused"] == {"adapter_fit": True}  # TransMiter's fit
+    assert source_row["costs"]["fit_time_s"] == tm["costs"]["fit_time_s"]
+    assert oracle["extra"]["stages_reused"] == {"adapter_fit": False}  # the only new training
+    assert oracle["costs"]["target_finetune_time_s"] > 0 and "source_finetune_time_s" not in oracle["costs"]
+    # transfer figures (the fitting set) and the guard (few-shot val) in every transfer record
+    figures = tm["extra"]["transfer_figures"]
+    assert set(figures) == {"residual_before", "residual_after", "rotation_distance", "cka", "num_rows"}
+    assert 0 < figures["rotation_distance"] and figures["residual_after"] < figures["residual_before"]
+    assert (
+        -1e-9 < figures["cka"] <= 1 + 1e-9 and figures["num_rows"] == 3 * 4 * 2
+    )  # 3 base classes x 4 shots x 2 views
+    assert tm_plus["extra"]["transfer_figures"] == figures
+    assert unrotated["extra"]["transfer_figures"] == {
+        **figures,
+        "residual_after": figures["residual_before"],
+        "rotation_distance": 0.0,
+    }
+    for rec in (tm, tm_plus, unrotated, by_row[f"EFT {pair}"]):
+        guard = rec["extra"]["guard"]
+        assert guard["checked"] and guard["split"] == "val" and guard["num_images"] == 3 * 2, rec["row"]
+        assert guard["fires"] == (guard["source_finetuned_val_acc"] < guard["target_zeroshot_val_acc"])
     # TransMiter+ reuses TransMiter's fit and transfer: its costs still hold their first-measured seconds
     assert tm_plus["extra"]["stages_reused"] == {
         "adapter_fit": True,
@@ -95,8 +126,10 @@ def test_study_job_writes_one_record_per_row_and_is_skipped_when_done(compose, t
     ledger = json.loads((out / "stages.json").read_text())
     names = sorted({v["name"] for v in ledger.values()})
     assert names == ["adapter_fit", "adapter_refine", "adapter_transfer", "ft", "skip_tuning"]
-    # Skip Tuning of the source is trained once: the TransMiter rows reuse the row's training.
+    # Skip Tuning of the source is trained once: the TransMiter rows reuse the row's training; the
+    # target oracle reuses the target's.
     assert sum(1 for v in ledger.values() if v["name"] == "skip_tuning") == 2  # source and target
+    assert sum(1 for v in ledger.values() if v["name"] == "adapter_fit") == 2  # source and target oracle
     tm = next(r for r in records if r["row"].startswith("TransMiter "))
     assert tm["costs"]["adapter_flops_per_image"] > 0 and tm["costs"]["train_time_s"] > 0
     capsys.readouterr()
@@ -147,7 +180,7 @@ def test_multirun_two_jobs_report_and_reuse(tmp_path, launcher):
     proc = _cli(sweep, root)
     assert proc.returncode == 0, proc.stderr[-4000:]
     records = load_records([root / "outputs" / "sweep"])
-    assert sorted({r["seed"] for r in records}) == [1, 2] and len(records) == 24  # 12 rows x 2 seeds
+    assert sorted({r["seed"] for r in records}) == [1, 2] and len(records) == 30  # 15 rows x 2 seeds
     rep = _cli(["report", "outputs/sweep", "--out", "outputs/report"], root)
     assert rep.returncode == 0 and "TransMiter+" in (root / "outputs/report/results.md").read_text()
     plan = _cli([*sweep, "dry_run=true"], root)
@@ -241,7 +274,9 @@ def test_study_source_finetuner_falls_back_to_ft_when_skip_tuning_cannot_split_t
     assert skipped["metrics"] == {} and skipped["extra"]["skipped"] == reason
     assert records["Skip Tuning tiny-random-b"]["metrics"]  # the target is still Skip-Tuned
     transfer = [r for r in records.values() if r["extra"]["role"] == "pair"]
-    assert len(transfer) == 6
+    assert (
+        len(transfer) == 9
+    )  # 4 EFT, TransMiter, its 3 diagnostics (the oracle fine-tunes the target by FT too), +
     for r in transfer:
         assert r["extra"]["source_finetune"] == "ft" and r["metrics"], r["row"]
         assert reason in r["extra"]["source_finetune_fallback"]

@@ -3,7 +3,7 @@
     transmiter method=study pair=synth_weak_to_strong dataset=synth_shapes setting=base2novel seed=1
 
 Single-model methods (zero-shot, FT, Skip Tuning) run on the pair's source and target models; transfer
-methods (EFT and its variants, TransMiter, TransMiter+) run on the pair. Each row gets its own results
+methods (EFT and its variants, TransMiter, its diagnostic rows, TransMiter+) run on the pair. Each row gets its own results
 record. Because stages are content-addressed, the source fine-tuning that TransMiter needs is the very
 run reported in the "Skip Tuning <source>" (or "FT <source>", `source_finetuner: ft`) row, trained once.
 
@@ -109,7 +109,7 @@ class Study:
                     label = f"{getattr(method, 'row_name', method_name)} {node.get('name') or node.arch}"
                     results.append(self._skipped(label, method_name, role, unsupported(role)))
                     continue
-                results.append(self._run(ctx.with_model(ctx.cfg.pair[role]), method_name, role))
+                results.extend(self._run_rows(ctx.with_model(ctx.cfg.pair[role]), method_name, role))
         fallback = next((m for m in self.methods.values() if getattr(m, "kind", None) == "ft"), None)
         for method_name in self.transfer:
             method = self.methods[method_name]
@@ -125,20 +125,24 @@ class Study:
                 log.warning("%s: %s", method_name, notice)
                 method = copy.copy(method)
                 method.source_finetune = finetuner
-            result = self._run(ctx, method_name, "pair", method)
-            if notice:
-                result.extra = {**result.extra, "source_finetune_fallback": notice}
-            results.append(result)
+            for result in self._run_rows(ctx, method_name, "pair", method):
+                if notice:
+                    result.extra = {**result.extra, "source_finetune_fallback": notice}
+                results.append(result)
         return results
 
-    def _run(self, ctx, method_name: str, role: str, method: Any = None) -> MethodResult:
+    def _run_rows(self, ctx, method_name: str, role: str, method: Any = None) -> list[MethodResult]:
+        """The rows of one method (most give one; the TransMiter diagnostics several, each timed alone)."""
         row_ctx = ctx.fresh_timings()
         with row_ctx.timed("total_s"):
-            result = (method or self.methods[method_name])(row_ctx)
-        result.method = result.method or method_name
-        result.extra = {**result.extra, "role": role}
-        result.timings = dict(row_ctx.timings)
-        return result
+            outcome = (method or self.methods[method_name])(row_ctx)
+        results = outcome if isinstance(outcome, list) else [outcome]
+        for result in results:
+            result.method = result.method or method_name
+            result.extra = {**result.extra, "role": role}
+            if len(results) == 1 or result.timings is None:
+                result.timings = dict(row_ctx.timings)
+        return results
 
     def _skipped(self, label: str, method_name: str, role: str, reason: str) -> MethodResult:
         """A row that cannot run here: recorded with no metrics and the reason (left out of result

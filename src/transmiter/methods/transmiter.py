@@ -25,6 +25,7 @@ Never is a checkpoint, epoch, lambda or alpha chosen on test data: schedules are
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from transmiter.models.heads import text_head
 from transmiter.models.templates import template_set
 
 PROTOCOL = "masked-joint"
+log = logging.getLogger("transmiter")
 _FIT_DEFAULTS = {
     "epochs": 10,
     "batch_size": 128,
@@ -105,8 +107,38 @@ class FitData:
         return torch.tensor([d.label for d in self.items] * len(self.views), dtype=torch.long)
 
 
+@dataclass
+class Transfer:
+    """What the transfer step gives a row: the stage (its outputs hold the moved adapter's artifact), the
+    label space, the fitting data, both models, the transfer figures and the pre-transfer guard."""
+
+    stage: Any  # StageResult of `adapter_transfer`
+    classnames: list[str]
+    aux: list[str]
+    data: FitData
+    source: Any
+    target: Any
+    figures: dict[str, Any]
+    guard: dict[str, Any]
+
+    def extra(self) -> dict[str, Any]:
+        """The record fields every row built on this transfer carries."""
+        return {"transfer_figures": dict(self.figures), "guard": dict(self.guard)}
+
+
 def _digest(values: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(values).encode()).hexdigest()[:16]
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_once(ctx, message: str) -> None:
+    """Log `message` once per job (several rows of a study job meet the same condition)."""
+    key = (str(ctx.output_dir), message)
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(message)
 
 
 class TransferMethod:
@@ -267,15 +299,22 @@ class TransferMethod:
     # ------------------------------------------------------------------ stages
     def fitted_adapter(self, ctx):
         """Stage 3: the adapter fitted on the source (path of its artifact)."""
-        from transmiter.transfer.artifact import save_adapter_artifact
-
         classnames, aux = self.label_space(ctx)
-        names = classnames + aux
         data = self.fit_data(ctx)
         source, tuned = self.source_models(ctx)
+        result = self._fit_stage(ctx, source, tuned, classnames, aux, data)
+        return result, classnames, aux, data, source
+
+    def _fit_stage(self, ctx, model, tuned, classnames, aux, data: FitData):
+        """The adapter fitted to map `model`'s zero-shot logits (K names) to those of its fine-tuned
+        version `tuned` (C classes) on the fitting images: the source for TransMiter, the target for
+        the target-oracle diagnostic. One content-addressed stage per (model, teacher, data, recipe)."""
+        from transmiter.transfer.artifact import save_adapter_artifact
+
+        names = classnames + aux
         identity = {
             "stage": "adapter_fit/v1",
-            "source": source.identity,
+            "source": model.identity,
             "teacher": tuned.identity,
             "dataset": ctx.dataset_spec.name,
             "names": _digest(names),
@@ -289,7 +328,7 @@ class TransferMethod:
 
         def work(stage_dir: Path) -> dict:
             features_before = ctx.timings.get("feature_pass_s", 0.0)
-            inputs = self.logits(ctx, source, data.items, data.views, names, self._templates(ctx), "fit")
+            inputs = self.logits(ctx, model, data.items, data.views, names, self._templates(ctx), "fit")
             teacher = self.logits(
                 ctx, tuned, data.items, data.views, classnames, self._teacher_templates(ctx), "fit"
             )
@@ -299,7 +338,7 @@ class TransferMethod:
                 stage_dir / "adapter.safetensors",
                 adapter,
                 stage="fitted",
-                source_model=source.identity,
+                source_model=model.identity,
                 dataset=ctx.dataset_spec.name,
                 classnames=classnames,
                 aux_names=aux,
@@ -317,7 +356,21 @@ class TransferMethod:
         with ctx.timed("fit_s"):
             result = ctx.run_stage("adapter_fit", identity, work)
         ctx.stage_outputs["adapter_fit"] = _stage_entry(result)
-        return result, classnames, aux, data, source
+        return result
+
+    def load_fitted(self, ctx, stage, classnames, aux, model):
+        """The fitted adapter of a fit stage, checked against the label space and the model it was fitted on."""
+        from transmiter.transfer.artifact import load_adapter_artifact
+
+        return load_adapter_artifact(
+            stage.outputs["artifact"],
+            expect_classnames=classnames,
+            expect_aux=aux,
+            expect_k=len(classnames) + len(aux),
+            expect_dataset=ctx.dataset_spec.name,
+            expect_stage="fitted",
+            expect_source_model=model.identity,
+        ).adapter
 
     def _teacher_templates(self, ctx) -> list[str]:
         return self._templates(ctx, getattr(self.source_finetune, "templates", self.templates))
@@ -352,13 +405,14 @@ class TransferMethod:
         _fit_resumable(ctx, module, dm, int(f["epochs"]), stage_dir, "fit")
         return module.fitted_adapter()
 
-    def transferred_adapter(self, ctx):
-        """Stage 4: the fitted adapter moved to the target without backpropagation."""
-        from transmiter.transfer.artifact import load_adapter_artifact, save_adapter_artifact
-        from transmiter.transfer.transfer import transfer_adapter_with_details
+    def transferred_adapter(self, ctx) -> Transfer:
+        """Stage 4: the fitted adapter moved to the target without backpropagation, with the transfer
+        figures on the fitting set (kept in the stage's outputs) and the pre-transfer guard."""
+        from transmiter.transfer.artifact import save_adapter_artifact
 
         fitted, classnames, aux, data, source = self.fitted_adapter(ctx)
         target = ctx.load_model(ctx.cfg.pair.target)
+        guard = self.pre_transfer_guard(ctx, classnames, target)
         names = classnames + aux
         identity = {
             "stage": "adapter_transfer/v1",
@@ -370,29 +424,8 @@ class TransferMethod:
 
         def work(stage_dir: Path) -> dict:
             features_before = ctx.timings.get("feature_pass_s", 0.0)
-            loaded = load_adapter_artifact(
-                fitted.outputs["artifact"],
-                expect_classnames=classnames,
-                expect_aux=aux,
-                expect_k=len(names),
-                expect_dataset=ctx.dataset_spec.name,
-                expect_stage="fitted",
-                expect_source_model=source.identity,
-            )
-            src = self.logits(ctx, source, data.items, data.views, names, self._templates(ctx), "fit")
-            tgt = self.logits(ctx, target, data.items, data.views, names, self._templates(ctx), "fit")
-            with ctx.timed("transfer_compute_s"):
-                # distributed=False: every process holds ALL the pairs here (the logits come from the
-                # shared feature cache, not from a per-rank shard), so summing the statistic over a
-                # process group would multiply M = Z_t^T Z_s and N by the world size.
-                moved = transfer_adapter_with_details(
-                    loaded.adapter,
-                    src,
-                    tgt,
-                    lam=self.lam,
-                    scale_lam_by_n=self.scale_lam_by_n,
-                    distributed=False,
-                )
+            loaded = self.load_fitted(ctx, fitted, classnames, aux, source)
+            moved, figures = self._rotate_to_target(ctx, loaded, source, target, data, names)
             path = save_adapter_artifact(
                 stage_dir / "adapter.safetensors",
                 moved.adapter,
@@ -415,12 +448,82 @@ class TransferMethod:
                 "num_samples": moved.num_samples,
                 "lam_effective": moved.lam_effective,
                 "feature_pass_s": ctx.timings.get("feature_pass_s", 0.0) - features_before,
+                "figures": figures,
             }
 
         with ctx.timed("transfer_s"):
             result = ctx.run_stage("adapter_transfer", identity, work)
         ctx.stage_outputs["adapter_transfer"] = _stage_entry(result)
-        return result, classnames, aux, data, source, target
+        figures = result.outputs.get("figures")
+        if figures is None:  # a stage stored before the figures were: the same computation, on cached logits
+            loaded = self.load_fitted(ctx, fitted, classnames, aux, source)
+            figures = self._rotate_to_target(ctx, loaded, source, target, data, names)[1]
+        return Transfer(result, classnames, aux, data, source, target, figures, guard)
+
+    def _rotate_to_target(self, ctx, adapter, source, target, data: FitData, names, rotation=None):
+        """(TransferResult, transfer figures) of moving `adapter` to `target` on the fitting rows; the
+        rotation is the regularised Procrustes solution, or `rotation` when given (e.g. the identity)."""
+        from transmiter.transfer.alignment import transfer_figures
+        from transmiter.transfer.transfer import rotate_adapter, transfer_adapter_with_details
+
+        src = self.logits(ctx, source, data.items, data.views, names, self._templates(ctx), "fit")
+        tgt = self.logits(ctx, target, data.items, data.views, names, self._templates(ctx), "fit")
+        moved = None
+        if rotation is None:
+            with ctx.timed("transfer_compute_s"):
+                # distributed=False: every process holds ALL the pairs here (the logits come from the
+                # shared feature cache, not from a per-rank shard), so summing the statistic over a
+                # process group would multiply M = Z_t^T Z_s and N by the world size.
+                moved = transfer_adapter_with_details(
+                    adapter,
+                    src,
+                    tgt,
+                    lam=self.lam,
+                    scale_lam_by_n=self.scale_lam_by_n,
+                    distributed=False,
+                )
+            rotation = moved.rotation
+        figures = transfer_figures(adapter, src, tgt, rotation)
+        return (moved if moved is not None else rotate_adapter(adapter, rotation)), figures
+
+    def pre_transfer_guard(self, ctx, classnames: Sequence[str], target) -> dict[str, Any]:
+        """Is the fine-tuned source better than the target's zero-shot model at all? Both are scored on
+        the few-shot VALIDATION images of the training classes (never test), over the training classes.
+        When the source is below, its adaptation has little to teach the target: warn, do not stop."""
+        train_ids = self._train_ids(ctx, len(classnames))
+        keep = set(train_ids)
+        items = [d for d in self._all_splits(ctx).val if d.label in keep]
+        if not items:
+            return {"checked": False, "reason": "no validation images of the training classes"}
+        _, tuned = self.source_models(ctx)
+        labels = torch.tensor([d.label for d in items])
+        position = {c: i for i, c in enumerate(train_ids)}
+        local = torch.tensor([position[int(y)] for y in labels])
+        accuracy = {}
+        for key, bundle, templates in (
+            ("source_finetuned_val_acc", tuned, self._teacher_templates(ctx)),
+            ("target_zeroshot_val_acc", target, self._templates(ctx)),
+        ):
+            logits = self.logits(ctx, bundle, items, [ViewSpec("test")], classnames, templates, "val")
+            accuracy[key] = 100.0 * float((logits[:, train_ids].argmax(1) == local).float().mean())
+        fires = accuracy["source_finetuned_val_acc"] < accuracy["target_zeroshot_val_acc"]
+        guard = {
+            "checked": True,
+            "fires": fires,
+            **accuracy,
+            "split": "val",
+            "num_images": len(items),
+            "classes": str(ctx.cfg.setting.train_subsample),
+        }
+        if fires:
+            src_acc, tgt_acc = accuracy["source_finetuned_val_acc"], accuracy["target_zeroshot_val_acc"]
+            _warn_once(
+                ctx,
+                f"transfer guard: the fine-tuned source ({src_acc:.2f} %) is below the target's zero-shot "
+                f"({tgt_acc:.2f} %) on the few-shot validation images of the training classes ({len(items)}): "
+                "its adaptation is unlikely to help the target (the run goes on; records say so in extra.guard)",
+            )
+        return guard
 
     # ------------------------------------------------------------------ evaluation
     def evaluate_inputs(
@@ -468,12 +571,12 @@ class TransferMethod:
             "trainable_params": cost["params"],
         }  # trained on the source, none on the target
 
-    def _row(self, ctx) -> str:
+    def _row(self, ctx, label: str | None = None) -> str:
         src, tgt = (
             ctx.cfg.pair.source.get("name") or ctx.cfg.pair.source.arch,
             ctx.cfg.pair.target.get("name") or ctx.cfg.pair.target.arch,
         )
-        return f"{self.row_name} {src}→{tgt}"
+        return f"{label or self.row_name} {src}→{tgt}"
 
 
 class TransMiter(TransferMethod):
@@ -482,23 +585,39 @@ class TransMiter(TransferMethod):
     row_name = "TransMiter"
 
     def __call__(self, ctx) -> MethodResult:
+        t = self.transferred_adapter(ctx)
+        adapter = self._load_moved(t.stage, t)
+        return self._result(
+            ctx,
+            adapter,
+            t.classnames,
+            t.aux,
+            t.data,
+            t.source,
+            t.target,
+            t.stage.outputs["artifact"],
+            extra=t.extra(),
+        )
+
+    @staticmethod
+    def _load_moved(stage, t: Transfer):
         from transmiter.transfer.artifact import load_adapter_artifact
 
-        moved, classnames, aux, data, source, target = self.transferred_adapter(ctx)
-        adapter = load_adapter_artifact(
-            moved.outputs["artifact"],
-            expect_classnames=classnames,
-            expect_aux=aux,
-            expect_target_model=target.identity,
+        return load_adapter_artifact(
+            stage.outputs["artifact"],
+            expect_classnames=t.classnames,
+            expect_aux=t.aux,
+            expect_target_model=t.target.identity,
         ).adapter
-        return self._result(ctx, adapter, classnames, aux, data, source, target, moved.outputs["artifact"])
 
     def _result(
-        self, ctx, adapter, classnames, aux, data, source, target, artifact, extra=None
+        self, ctx, adapter, classnames, aux, data, source, target, artifact, extra=None, on=None
     ) -> MethodResult:
-        logits, labels = self.test_logits(ctx, target, classnames + aux)
+        """The row of `adapter` applied to the zero-shot test logits of `on` (default: the target)."""
+        on = target if on is None else on
+        logits, labels = self.test_logits(ctx, on, classnames + aux)
         accuracies = self.evaluate_inputs(ctx, logits, labels, len(classnames), adapter)
-        costs = {**self.costs(adapter, target), **_stage_costs(ctx.stage_outputs)}
+        costs = {**self.costs(adapter, on), **_stage_costs(ctx.stage_outputs)}
         return MethodResult(
             metrics=summarize_groups(accuracies),
             row=self._row(ctx),
@@ -506,7 +625,7 @@ class TransMiter(TransferMethod):
             method=self.name,
             models={"source": source.identity, "target": target.identity},
             costs=costs,
-            artifacts={"adapter": artifact},
+            artifacts={"adapter": artifact} if artifact else {},
             extra={
                 "K": len(classnames) + len(aux),
                 "lam": self.lam,
@@ -526,9 +645,17 @@ class TransMiterPlus(TransMiter):
     row_name = "TransMiter+"
 
     def __call__(self, ctx) -> MethodResult:
-        from transmiter.transfer.artifact import load_adapter_artifact, save_adapter_artifact
+        from transmiter.transfer.artifact import save_adapter_artifact
 
-        moved, classnames, aux, data, source, target = self.transferred_adapter(ctx)
+        t = self.transferred_adapter(ctx)
+        moved, classnames, aux, data, source, target = (
+            t.stage,
+            t.classnames,
+            t.aux,
+            t.data,
+            t.source,
+            t.target,
+        )
         names = classnames + aux
         train_ids = self._train_ids(ctx, len(classnames))
         labelled = self.refine_data(ctx)  # the K-shot labelled images, also under fit_images=all
@@ -545,12 +672,7 @@ class TransMiterPlus(TransMiter):
             from transmiter.methods.transmiter_plus import TransMiterPlusModule
             from transmiter.transfer.logit_data import LogitPairDataModule
 
-            start = load_adapter_artifact(
-                moved.outputs["artifact"],
-                expect_classnames=classnames,
-                expect_aux=aux,
-                expect_target_model=target.identity,
-            ).adapter
+            start = self._load_moved(moved, t)
             features_before = ctx.timings.get("feature_pass_s", 0.0)
             inputs = self.logits(
                 ctx, target, labelled.items, labelled.views, names, self._templates(ctx), "fit"
@@ -607,12 +729,7 @@ class TransMiterPlus(TransMiter):
         with ctx.timed("refine_s"):
             refined = ctx.run_stage("adapter_refine", identity, work)
         ctx.stage_outputs["adapter_refine"] = _stage_entry(refined)
-        adapter = load_adapter_artifact(
-            refined.outputs["artifact"],
-            expect_classnames=classnames,
-            expect_aux=aux,
-            expect_target_model=target.identity,
-        ).adapter
+        adapter = self._load_moved(refined, t)
         return self._result(
             ctx,
             adapter,
@@ -622,8 +739,109 @@ class TransMiterPlus(TransMiter):
             source,
             target,
             refined.outputs["artifact"],
-            extra={"refine_data": labelled.description},
+            extra={"refine_data": labelled.description, **t.extra()},
         )
+
+
+# The diagnostic rows of a TransMiter transfer: record `extra.diagnostic` -> row label. Reports show them
+# in their own block, by that field.
+DIAGNOSTIC_ROWS: dict[str, str] = {
+    "source": "TransMiter (source)",  # the fitted adapter on the source's own zero-shot logits
+    "no_rotation": "TransMiter (no rotation)",  # the source adapter on the target with Q = I
+    "target_oracle": "TransMiter (target oracle)",  # an adapter fitted on the target's own fine-tuning
+}
+
+
+class TransMiterDiagnostics(TransMiter):
+    """Where a transfer gains or loses, one row each (`rows`, default all three, see DIAGNOSTIC_ROWS):
+
+    * source: the fitted adapter applied to the SOURCE's zero-shot test logits - how well it imitates
+      the fine-tuned source (the reference's knowledge-extraction evaluation);
+    * no_rotation: the source adapter moved to the target with Q = I (lambda -> infinity, the
+      reference's "before basis change"), through the same rotation code as the transfer;
+    * target_oracle: an adapter fitted exactly like the source's (same recipe, images and views) on the
+      TARGET's zero-shot -> fine-tuned logits (the source's fine-tuner applied to the target), applied
+      to the target: what logit-space adaptation can give the target at all.
+
+    Same recipe and stages as TransMiter: in a study all but the oracle's fit are reused. Returns one
+    result per row; a row that cannot run (the fine-tuner cannot train the target) is recorded as
+    skipped with the reason.
+    """
+
+    def __init__(self, *args: Any, rows: Sequence[str] = tuple(DIAGNOSTIC_ROWS), **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        rows = list(rows)
+        unknown = [r for r in rows if r not in DIAGNOSTIC_ROWS]
+        if not rows or unknown or len(set(rows)) != len(rows):
+            raise ValueError(
+                f"method.rows={rows}: use a non-empty list of distinct diagnostics among {list(DIAGNOSTIC_ROWS)}"
+            )
+        self.rows = rows
+
+    def __call__(self, ctx) -> list[MethodResult]:
+        runners = {"source": self._source, "no_rotation": self._no_rotation, "target_oracle": self._oracle}
+        results = []
+        for kind in self.rows:
+            row_ctx = ctx.fresh_timings()  # each row its own timings and stage books
+            with row_ctx.timed("total_s"):
+                result = runners[kind](row_ctx)
+            result.row = self._row(row_ctx, DIAGNOSTIC_ROWS[kind])
+            result.extra = {**result.extra, "diagnostic": kind}
+            result.timings = dict(row_ctx.timings)
+            results.append(result)
+        return results
+
+    def _source(self, ctx) -> MethodResult:
+        fitted, classnames, aux, data, source = self.fitted_adapter(ctx)
+        target = ctx.load_model(ctx.cfg.pair.target)
+        adapter = self.load_fitted(ctx, fitted, classnames, aux, source)
+        extra = {"evaluated_on": "source"}
+        return self._result(
+            ctx, adapter, classnames, aux, data, source, target, fitted.outputs["artifact"], extra, on=source
+        )
+
+    def _no_rotation(self, ctx) -> MethodResult:
+        fitted, classnames, aux, data, source = self.fitted_adapter(ctx)
+        target = ctx.load_model(ctx.cfg.pair.target)
+        guard = self.pre_transfer_guard(ctx, classnames, target)
+        fitted_adapter = self.load_fitted(ctx, fitted, classnames, aux, source)
+        identity = torch.eye(fitted_adapter.W.shape[0], dtype=torch.float64)
+        adapter, figures = self._rotate_to_target(
+            ctx, fitted_adapter, source, target, data, classnames + aux, rotation=identity
+        )
+        extra = {"evaluated_on": "target", "transfer_figures": figures, "guard": guard}
+        return self._result(ctx, adapter, classnames, aux, data, source, target, None, extra)
+
+    def _oracle(self, ctx) -> MethodResult:
+        from transmiter.methods.study import needs_tower_split, skip_tuning_unsupported
+
+        classnames, aux = self.label_space(ctx)
+        data = self.fit_data(ctx)
+        source = ctx.load_model(ctx.cfg.pair.source)
+        target = ctx.load_model(ctx.cfg.pair.target)
+        reason = skip_tuning_unsupported(target) if needs_tower_split(self.source_finetune) else None
+        if reason:
+            log.warning("%s: row skipped: %s", self._row(ctx, DIAGNOSTIC_ROWS["target_oracle"]), reason)
+            return MethodResult(metrics={}, row="", method=self.name, extra={"skipped": reason})
+        with ctx.timed("target_finetune_s"):
+            tuned = ctx.load_model(self.source_finetune.tuned_spec(ctx, ctx.cfg.pair.target))
+        fitted = self._fit_stage(ctx, target, tuned, classnames, aux, data)
+        adapter = self.load_fitted(ctx, fitted, classnames, aux, target)
+        result = self._result(
+            ctx,
+            adapter,
+            classnames,
+            aux,
+            data,
+            source,
+            target,
+            fitted.outputs["artifact"],
+            {"evaluated_on": "target", "target_finetuned": tuned.identity},
+        )
+        # the fine-tuning this row's teacher comes from is the target's own, not the source's
+        if "source_finetune_time_s" in result.costs:
+            result.costs["target_finetune_time_s"] = result.costs.pop("source_finetune_time_s")
+        return result
 
 
 # EFT-style logit-arithmetic variants (reference `eval_baseline_table`): the function of
@@ -707,6 +925,7 @@ class EFT(TransferMethod):
                 "alpha": self.alpha,
                 "variant": self.variant,
                 "source_finetune": getattr(self.source_finetune, "name", None),
+                "guard": self.pre_transfer_guard(ctx, classnames, target),
             },
         )
 

@@ -9,7 +9,8 @@ Per (setting, method row), over every dataset × seed (re-runs replaced as in `t
   encoder, mean of `adapter_flops_per_image / encoder_flops_per_image`, shown in %;
 * trainable parameters: mean of `costs.trainable_params` (zero-shot without it: 0).
 Whatever no record provides is shown as "–" (empty in the CSV). Study rows recorded as skipped
-(`extra.skipped`, e.g. Skip Tuning on an RN50) are left out.
+(`extra.skipped`, e.g. Skip Tuning on an RN50) are left out; diagnostic rows (`extra.diagnostic`) get a
+table of their own under each setting's.
 
     rows = cost_table(records)
     print(costs_markdown(rows)); write_costs_csv(rows, "costs.csv")
@@ -25,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from transmiter.reporting.ordering import method_family
-from transmiter.reporting.tables import MISSING, latest_records, md_cell, row_label, row_sort_key, settings_of
+from transmiter.reporting.tables import (
+    MISSING,
+    diagnostic_of,
+    latest_records,
+    md_cell,
+    row_label,
+    row_sort_key,
+    settings_of,
+)
 
 TRAINING_TIMINGS = ("train_s", "fit_s", "transfer_s", "refine_s")
 FALLBACK_MARK = "†"
@@ -42,6 +51,7 @@ class CostRow:
     inference_flops: list[float] = field(default_factory=list)
     adapter_ratios: list[float] = field(default_factory=list)  # adapter / encoder FLOPs (fraction)
     trainable_params: list[float] = field(default_factory=list)
+    diagnostic: str | None = None  # the record's `extra.diagnostic` (a diagnostic row, not a method)
 
     @staticmethod
     def _mean(values: list[float]) -> float | None:
@@ -110,7 +120,7 @@ def cost_table(records: list[dict[str, Any]], order: str = "canonical") -> list[
         key = (str(rec.get("setting") or "unknown"), row_label(rec))
         row = rows.get(key)
         if row is None:
-            row = rows[key] = CostRow(*key, method_name=rec.get("method"))
+            row = rows[key] = CostRow(*key, method_name=rec.get("method"), diagnostic=diagnostic_of(rec))
         row.runs += 1
         seconds, source = training_time(rec)
         if seconds is not None:
@@ -172,20 +182,14 @@ def costs_markdown(rows: list[CostRow], level: int = 3, notes: bool = True) -> s
     hashes = "#" * level
     for setting in settings_of(rows):
         out.append(f"{hashes} {setting}\n")
-        out.append(
-            "| Method | Training time | Inference FLOPs / image | Adapter / encoder FLOPs | "
-            "Trainable params | Runs |"
-        )
-        out.append("|---|---:|---:|---:|---:|---:|")
-        for r in (r for r in rows if r.setting == setting):
-            time = format_seconds(r.train_time_s)
-            if "timings" in r.train_time_sources:
-                time += f" {FALLBACK_MARK}"
-            out.append(
-                f"| {md_cell(r.method)} | {time} | {format_si(r.inference_flops_per_image)} | "
-                f"{format_percent(r.adapter_encoder_ratio)} | {format_si(r.trainable)} | {r.runs} |"
-            )
-        out.append("")
+        sub = [r for r in rows if r.setting == setting]
+        for block in ([r for r in sub if not r.diagnostic], [r for r in sub if r.diagnostic]):
+            if not block:
+                continue
+            if block[0].diagnostic:
+                out.append("Diagnostics (not methods):\n")
+            out += _cost_lines(block)
+            out.append("")
     if notes:
         out.append(
             "Means over datasets × seeds. Training time: `costs.train_time_s` (zero-shot: 0); "
@@ -194,6 +198,23 @@ def costs_markdown(rows: list[CostRow], level: int = 3, notes: bool = True) -> s
             "as a share of the image encoder's. –: not recorded."
         )
     return "\n".join(out) + "\n"
+
+
+def _cost_lines(rows: list[CostRow]) -> list[str]:
+    out = [
+        "| Method | Training time | Inference FLOPs / image | Adapter / encoder FLOPs | "
+        "Trainable params | Runs |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        time = format_seconds(r.train_time_s)
+        if "timings" in r.train_time_sources:
+            time += f" {FALLBACK_MARK}"
+        out.append(
+            f"| {md_cell(r.method)} | {time} | {format_si(r.inference_flops_per_image)} | "
+            f"{format_percent(r.adapter_encoder_ratio)} | {format_si(r.trainable)} | {r.runs} |"
+        )
+    return out
 
 
 COST_CSV_COLUMNS = [
@@ -207,6 +228,7 @@ COST_CSV_COLUMNS = [
     "inference_flops_per_image",
     "adapter_encoder_flops_ratio",
     "trainable_params",
+    "diagnostic",
 ]
 
 
@@ -228,6 +250,7 @@ def write_costs_csv(rows: list[CostRow], path: str | Path) -> Path:
                         "" if v is None else (round(v, 6) if v < 1e6 else round(v))
                         for v in (r.inference_flops_per_image, r.adapter_encoder_ratio, r.trainable)
                     ),
+                    r.diagnostic or "",
                 ]
             )
     return path

@@ -55,6 +55,8 @@ METHOD_RANKS: dict[tuple[str, str | None], float] = {
 # EFT-family rows after plain EFT, in the reference's `eval_baseline_table` order (offsets < 1).
 EFT_VARIANT_RANKS = {"eft": 0.0, "base_change": 0.1, "ensemble": 0.2, "self_ensemble": 0.3}
 UNKNOWN_RANK = 100.0
+# Diagnostic rows (record `extra.diagnostic`), shown apart from the methods, in this order.
+DIAGNOSTIC_ORDER = ("source", "no_rotation", "target_oracle")
 WEAK_WORDS = frozenset({"weak", "source", "src"})
 STRONG_WORDS = frozenset({"strong", "target", "tgt"})
 
@@ -117,6 +119,12 @@ def method_sort_key(method: str | None, row: str) -> tuple[float, str]:
     rank = METHOD_RANKS[(family, strength)]
     if family == "eft":
         rank += EFT_VARIANT_RANKS[eft_variant(method, row)]
+    return (rank, row.lower())
+
+
+def diagnostic_sort_key(kind: str, row: str) -> tuple[int, str]:
+    """Known diagnostics in DIAGNOSTIC_ORDER, then any other kind by label."""
+    rank = DIAGNOSTIC_ORDER.index(kind) if kind in DIAGNOSTIC_ORDER else len(DIAGNOSTIC_ORDER)
     return (rank, row.lower())
 
 

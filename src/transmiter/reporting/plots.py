@@ -3,7 +3,8 @@
 plot_results(rows, "results.png")                   # grouped Base / Novel / HM (or accuracy) bars per method
 plot_cost_scatter(rows, cost_rows, "cost_scatter.png")  # HM (or accuracy) versus training time per method
 
-One panel per setting, showing its Average row when it has several datasets, else its one dataset.
+One panel per setting, showing its Average row when it has several datasets, else its one dataset;
+method rows only (diagnostic rows stay in the tables).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def _pyplot():
 
 
 def focus_rows(rows: list[Row]) -> dict[str, tuple[str, list[Row]]]:
-    """Per setting (canonical order): (dataset shown, its rows) — the Average rows when there are any."""
+    """Per setting (canonical order): (dataset shown, its method rows) — the Average rows when there are
+    any. Diagnostic rows are left out."""
+    rows = [r for r in rows if not r.diagnostic]
     out = {}
     for setting in sorted({r.setting for r in rows}, key=setting_sort_key):
         sub = [r for r in rows if r.setting == setting]

@@ -8,7 +8,8 @@ older record (newest `created` wins; ties: the later one in the list).
 
 Rows are ordered by setting (base2novel, base2base, fewshot), dataset (CoOp paper order, then
 alphabetical, Average last) and method (canonical order, see `ordering`; `order="alphabetical"`
-sorts by label).
+sorts by label). Diagnostic rows (records with `extra.diagnostic`, e.g. "TransMiter (no rotation)")
+are not methods: each setting shows them in a Diagnostics table of their own under its main table.
 
     table = results_table(records)
     print(to_markdown(table)); write_csv(table, "results.csv")
@@ -25,7 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from transmiter.evaluation.metrics import harmonic_mean
-from transmiter.reporting.ordering import dataset_sort_key, method_sort_key, setting_sort_key
+from transmiter.reporting.ordering import (
+    dataset_sort_key,
+    diagnostic_sort_key,
+    method_sort_key,
+    setting_sort_key,
+)
 
 AVERAGE = "Average"
 MISSING = "–"
@@ -44,6 +50,7 @@ class Row:
     mean_of_hms: float | None = None  # Average rows only
     method_name: str | None = None  # the method's config name (record "method"), for ordering
     datasets: list[str] = field(default_factory=list)  # Average rows: the datasets averaged
+    diagnostic: str | None = None  # the record's `extra.diagnostic` (a diagnostic row, not a method)
 
     @property
     def base_mean(self) -> float | None:
@@ -85,6 +92,12 @@ def row_label(rec: dict[str, Any]) -> str:
     return str(rec.get("row") or rec.get("method") or "unknown")
 
 
+def diagnostic_of(rec: dict[str, Any]) -> str | None:
+    """The kind of a diagnostic row (`extra.diagnostic`), None for a method's row."""
+    kind = (rec.get("extra") or {}).get("diagnostic")
+    return str(kind) if kind else None
+
+
 def latest_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per job key, the newest (`created`, then position) winning; input order kept."""
     best: dict[tuple, tuple[str, int]] = {}
@@ -103,8 +116,10 @@ def row_sort_key(order: str = "canonical"):
         raise ValueError(f"order must be 'canonical' or 'alphabetical', got {order!r}")
 
     def key(r) -> tuple:
+        if r.diagnostic:  # after every method row, in their own fixed order
+            return (setting_sort_key(r.setting), (1, diagnostic_sort_key(r.diagnostic, r.method)))
         method = method_sort_key(r.method_name, r.method) if order == "canonical" else (0, r.method.lower())
-        return (setting_sort_key(r.setting), method)
+        return (setting_sort_key(r.setting), (0, method))
 
     return key
 
@@ -119,7 +134,12 @@ def results_table(records: list[dict[str, Any]], order: str = "canonical") -> li
         key = (str(rec.get("setting") or "unknown"), str(rec.get("dataset") or "unknown"), row_label(rec))
         row = rows.get(key)
         if row is None:
-            row = rows[key] = Row(*key, protocol=rec.get("protocol") or "", method_name=rec.get("method"))
+            row = rows[key] = Row(
+                *key,
+                protocol=rec.get("protocol") or "",
+                method_name=rec.get("method"),
+                diagnostic=diagnostic_of(rec),
+            )
         row.seeds.append(rec.get("seed"))  # type: ignore[arg-type]
         row.base.append(float(metrics["base"]))
         if metrics.get("novel") is not None:
@@ -141,6 +161,7 @@ def results_table(records: list[dict[str, Any]], order: str = "canonical") -> li
         protocols = {r.protocol for r in group}
         avg = Row(setting, AVERAGE, method, protocols.pop() if len(protocols) == 1 else "mixed")
         avg.method_name = group[0].method_name
+        avg.diagnostic = group[0].diagnostic
         avg.datasets = [r.dataset for r in group]
         avg.base = [r.base_mean for r in group if r.base_mean is not None]  # type: ignore[misc]
         avg.novel = [r.novel_mean for r in group if r.novel_mean is not None]  # type: ignore[misc]
@@ -172,8 +193,16 @@ def settings_of(rows) -> list[str]:
     return sorted({r.setting for r in rows}, key=setting_sort_key)
 
 
-def to_markdown(rows: list[Row], digits: int = DIGITS, level: int = 3, notes: bool = True) -> str:
-    """One table per setting under a heading of `level`; base2novel-style when there are novel scores."""
+def to_markdown(
+    rows: list[Row],
+    digits: int = DIGITS,
+    level: int = 3,
+    notes: bool = True,
+    after_setting: dict[str, str] | None = None,
+) -> str:
+    """One table per setting under a heading of `level`; base2novel-style when there are novel scores.
+    Diagnostic rows get a table of their own under the setting's; `after_setting[setting]` (Markdown,
+    e.g. the regime lines) follows them."""
     out = []
     hashes = "#" * level
     for setting in settings_of(rows):
@@ -181,34 +210,20 @@ def to_markdown(rows: list[Row], digits: int = DIGITS, level: int = 3, notes: bo
         has_novel = any(r.novel for r in sub)
         n_datasets = len({r.dataset for r in sub if r.dataset != AVERAGE})
         out.append(f"{hashes} {setting}\n")
-        if has_novel:
+        main = [r for r in sub if not r.diagnostic]
+        diagnostics = [r for r in sub if r.diagnostic]
+        if main:
+            out += _table_lines(main, has_novel, n_datasets, digits)
+            out.append("")
+        if diagnostics:
             out.append(
-                "| Dataset | Method | Base | Novel | HM | HM (mean of per-dataset) | Seeds | Protocol |"
+                "Diagnostics (not methods): the fitted adapter on the source itself, the source adapter on "
+                "the target without rotation (Q = I), and an adapter fitted on the target's own fine-tuning.\n"
             )
-            out.append("|---|---|---:|---:|---:|---:|---|---|")
-        else:
-            out.append("| Dataset | Method | Accuracy | Seeds |")
-            out.append("|---|---|---:|---|")
-        for r in sub:
-            is_avg = r.dataset == AVERAGE
-            name = md_cell(r.dataset)
-            if is_avg:
-                name = f"**{AVERAGE}**"
-                if len(r.datasets) < n_datasets:
-                    name += f" ({len(r.datasets)}/{n_datasets})"
-            b_std = None if is_avg else r.base_std
-            n_std = None if is_avg else r.novel_std
-            method = md_cell(r.method)
-            if has_novel:
-                mh = _fmt(r.mean_of_hms, digits=digits) if is_avg else ""
-                out.append(
-                    f"| {name} | {method} | {_fmt(r.base_mean, b_std, digits)} | "
-                    f"{_fmt(r.novel_mean, n_std, digits)} | {_fmt(r.hm, digits=digits)} | {mh} | "
-                    f"{_seeds(r.seeds)} | {md_cell(r.protocol) or MISSING} |"
-                )
-            else:
-                out.append(f"| {name} | {method} | {_fmt(r.base_mean, b_std, digits)} | {_seeds(r.seeds)} |")
-        out.append("")
+            out += _table_lines(diagnostics, has_novel, n_datasets, digits)
+            out.append("")
+        if after_setting and after_setting.get(setting):
+            out.append(after_setting[setting].rstrip("\n") + "\n")
     if notes:
         out.append("Top-1 accuracy (%), mean ± std over seeds.")
         if any(r.dataset == AVERAGE for r in rows):
@@ -225,6 +240,36 @@ def to_markdown(rows: list[Row], digits: int = DIGITS, level: int = 3, notes: bo
     return "\n".join(out) + "\n"
 
 
+def _table_lines(rows: list[Row], has_novel: bool, n_datasets: int, digits: int) -> list[str]:
+    if has_novel:
+        out = [
+            "| Dataset | Method | Base | Novel | HM | HM (mean of per-dataset) | Seeds | Protocol |",
+            "|---|---|---:|---:|---:|---:|---|---|",
+        ]
+    else:
+        out = ["| Dataset | Method | Accuracy | Seeds |", "|---|---|---:|---|"]
+    for r in rows:
+        is_avg = r.dataset == AVERAGE
+        name = md_cell(r.dataset)
+        if is_avg:
+            name = f"**{AVERAGE}**"
+            if len(r.datasets) < n_datasets:
+                name += f" ({len(r.datasets)}/{n_datasets})"
+        b_std = None if is_avg else r.base_std
+        n_std = None if is_avg else r.novel_std
+        method = md_cell(r.method)
+        if has_novel:
+            mh = _fmt(r.mean_of_hms, digits=digits) if is_avg else ""
+            out.append(
+                f"| {name} | {method} | {_fmt(r.base_mean, b_std, digits)} | "
+                f"{_fmt(r.novel_mean, n_std, digits)} | {_fmt(r.hm, digits=digits)} | {mh} | "
+                f"{_seeds(r.seeds)} | {md_cell(r.protocol) or MISSING} |"
+            )
+        else:
+            out.append(f"| {name} | {method} | {_fmt(r.base_mean, b_std, digits)} | {_seeds(r.seeds)} |")
+    return out
+
+
 CSV_COLUMNS = [
     "setting",
     "dataset",
@@ -239,6 +284,7 @@ CSV_COLUMNS = [
     "seeds",
     "method_name",
     "n_datasets",
+    "diagnostic",
 ]
 
 
@@ -261,6 +307,7 @@ def write_csv(rows: list[Row], path: str | Path) -> Path:
                     " ".join(str(s) for s in sorted(s for s in r.seeds if s is not None)),
                     r.method_name or "",
                     len(r.datasets) if r.dataset == AVERAGE else "",
+                    r.diagnostic or "",
                 ]
             )
     return path

@@ -5,6 +5,7 @@ Pipeline (all on cached logits over K = C task classes + K - C auxiliary names, 
     aux = select_auxiliary_names(classnames, K=1024, seed=seed)              # vocabulary.py
     fit: AdapterFitModule on (source zero-shot logits, teacher logits)      # methods/adapter_fit.py
     moved = transfer_adapter(fitted, source_logits, target_logits, lam=500)  # transfer.py (no backprop)
+    figures = transfer_figures(fitted, source_logits, target_logits, Q)      # alignment.py (residuals, CKA)
     refined: TransMiterPlusModule(moved, class_ids=base_ids)                # methods/transmiter_plus.py
     save_adapter_artifact(...) / load_adapter_artifact(...)                  # artifact.py
     baselines: eft_logits, base_change, ensemble, self_ensemble              # logit_arithmetic.py
@@ -26,6 +27,7 @@ Decisions (details in each module's docstring):
 """
 
 from transmiter.transfer.adapter import AdapterConfig, LogitAdapter, standardize_logits
+from transmiter.transfer.alignment import linear_cka, transfer_figures
 from transmiter.transfer.artifact import (
     AdapterArtifactMeta,
     ArtifactCorruptedError,
@@ -61,6 +63,7 @@ __all__ = [
     "base_change",
     "eft_logits",
     "ensemble",
+    "linear_cka",
     "load_adapter_artifact",
     "load_vocabulary",
     "regularized_procrustes",
@@ -70,4 +73,5 @@ __all__ = [
     "standardize_logits",
     "transfer_adapter",
     "transfer_adapter_with_details",
+    "transfer_figures",
 ]
