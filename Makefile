@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 export TRANSMITER_ROOT ?= $(CURDIR)
 
-.PHONY: help setup test test-all test-slow lint format smoke demo report clean clean-cache
+.PHONY: help setup test test-all test-slow test-slurm lint format smoke demo report clean clean-cache
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test-all: setup ## Full test tier, slow tests included (what CI runs)
 
 test-slow: setup ## Only the slow tests (science checks, DDP, end-to-end studies)
 	$(RUN) pytest -m "slow and not gpu" --timeout=1500 $(PYTEST_ARGS)
+
+test-slurm: setup ## SLURM tests: a local one-node cluster (root; apt-installs slurm-wlm, munge, slurmdbd, mariadb-server when missing), a few minutes
+	$(RUN) pytest -m slurm --timeout=1800 -s $(PYTEST_ARGS)
 
 lint: setup ## ruff lint + format check
 	$(RUN) ruff check src tests
@@ -69,11 +72,17 @@ PAIR ?= vit_b16_to_vit_l14
 GPUS ?= 1
 DRY_RUN ?= 0
 SLURM ?= 0
+PARTITION ?=
+SLURM_ARGS ?=
 DOWNLOAD ?= 0
-# Several GPUs under a local multirun need ddp_spawn (Lightning's re-executing `ddp` would start one
-# sweep per GPU; the app refuses it). Under SLURM, submitit starts one task per GPU and plain ddp works.
+# One GPU: the `gpu` trainer. Several GPUs under a local multirun need ddp_spawn (Lightning's re-executing
+# `ddp` would start one sweep per GPU; the app refuses it). SLURM=1 submits every job of the study as one
+# job array through submitit: each job gets one node with GPUS GPUs, and SLURM starts one task per GPU
+# (plain ddp); PARTITION= picks the partition, SLURM_ARGS= adds launcher overrides such as
+# hydra.launcher.account=X hydra.launcher.timeout_min=720. The command waits until every job has ended.
+SINGLE_OR_DDP := $(if $(filter 1,$(GPUS)),gpu,ddp trainer.devices=$(GPUS))
 ifeq ($(SLURM),1)
-STUDY_TRAINER := ddp trainer.devices=$(GPUS) hydra/launcher=slurm
+STUDY_TRAINER := $(SINGLE_OR_DDP) hydra/launcher=slurm $(if $(PARTITION),hydra.launcher.partition=$(PARTITION),) $(SLURM_ARGS)
 else
 STUDY_TRAINER := $(if $(filter 1,$(GPUS)),gpu,ddp trainer.devices=$(GPUS) trainer.strategy=ddp_spawn)
 endif
@@ -81,10 +90,10 @@ STUDY_ARGS = paths.data_dir=$(DATA) pair=$(PAIR) trainer=$(STUDY_TRAINER)
 
 .PHONY: reproduce-b2n reproduce-b2b reproduce-demo wandb-sync
 
-reproduce-b2n: setup ## Base-to-novel study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, SLURM=1, DOWNLOAD=1, DRY_RUN=1 lists jobs)
+reproduce-b2n: setup ## Base-to-novel study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, SLURM=1 PARTITION=, DOWNLOAD=1, DRY_RUN=1 lists jobs)
 	@$(MAKE) --no-print-directory _reproduce STUDY=b2n
 
-reproduce-b2b: setup ## Base-to-base study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, SLURM=1, DOWNLOAD=1, DRY_RUN=1 lists jobs)
+reproduce-b2b: setup ## Base-to-base study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, SLURM=1 PARTITION=, DOWNLOAD=1, DRY_RUN=1 lists jobs)
 	@$(MAKE) --no-print-directory _reproduce STUDY=b2b
 
 _reproduce:

@@ -26,7 +26,10 @@ On GPU, kernels that are not bit-reproducible (cuDNN, bf16) make any two runs di
 
 Fault injection, for the kill/resume tests: ``TRANSMITER_FAULT_KILL=<purpose>:<n>`` SIGKILLs the
 process after its n-th training step of stages called ``<purpose>`` (counted over the whole process,
-so a sweep's second job can be hit). Unset, which is always the case outside tests, it does nothing.
+so a sweep's second job can be hit). ``TRANSMITER_FAULT_HOLD=<purpose>:<n>:<folder>`` instead holds the
+process there: it writes ``<folder>/held-<pid>.json`` (its pid and SLURM job ids) and waits, at most 10
+minutes, until ``<folder>/release`` exists, so a test can cancel a job at a known point (``scancel``).
+Unset, which is always the case outside tests, they do nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ log = logging.getLogger("transmiter")
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 FAULT_ENV = "TRANSMITER_FAULT_KILL"
+HOLD_ENV = "TRANSMITER_FAULT_HOLD"
+HOLD_LIMIT_S = 600
 
 
 class CheckpointError(RuntimeError):
@@ -122,9 +127,7 @@ def fit_resumable(
         enable_version_counter=False,
     )
     all_callbacks: list[L.Callback] = [checkpoint, RandomStateCheckpoint(), *callbacks]
-    fault = FaultInjection.from_env(purpose)
-    if fault is not None:
-        all_callbacks.append(fault)
+    all_callbacks += [f for f in (FaultInjection.from_env(purpose), HoldInjection.from_env(purpose)) if f]
     trainer = ctx.make_trainer(
         "train",
         max_epochs=epochs,
@@ -304,3 +307,41 @@ class FaultInjection(L.Callback):
         if count >= self.after_steps:
             log.warning("%s=%s: killing the process (test fault injection)", FAULT_ENV, os.environ[FAULT_ENV])
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class HoldInjection(L.Callback):
+    """Holds this process after its ``after_steps``-th training step of ``purpose`` stages until released."""
+
+    def __init__(self, purpose: str, after_steps: int, folder: str) -> None:
+        self.purpose, self.after_steps, self.folder = purpose, int(after_steps), Path(folder)
+
+    @classmethod
+    def from_env(cls, purpose: str) -> HoldInjection | None:
+        spec = os.environ.get(HOLD_ENV, "").strip()
+        if not spec:
+            return None
+        target, steps, folder = ([*spec.split(":", 2), "", ""])[:3]
+        if not target or not steps.isdigit() or not folder:
+            raise ValueError(f"{HOLD_ENV}={spec!r}: use <purpose>:<steps>:<folder>, e.g. ft:4:/tmp/hold")
+        return cls(purpose, int(steps), folder) if target == purpose else None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import json
+        import time
+
+        key = f"hold:{self.purpose}"
+        count = _STEPS_BY_PURPOSE.get(key, 0) + 1
+        _STEPS_BY_PURPOSE[key] = count
+        if count != self.after_steps:
+            return
+        ids = {k: os.environ.get(k) for k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"held-{os.getpid()}.json").write_text(json.dumps({"pid": os.getpid(), **ids}))
+        log.warning(
+            "%s: holding the process until %s exists (test fault injection)",
+            HOLD_ENV,
+            self.folder / "release",
+        )
+        deadline = time.monotonic() + HOLD_LIMIT_S
+        while not (self.folder / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
