@@ -33,12 +33,12 @@ test-slurm: setup ## SLURM tests: a local one-node cluster (root; apt-installs s
 	$(RUN) pytest -m slurm --timeout=1800 -s $(PYTEST_ARGS)
 
 lint: setup ## ruff lint + format check
-	$(RUN) ruff check src tests
-	$(RUN) ruff format --check src tests
+	$(RUN) ruff check src tests bench
+	$(RUN) ruff format --check src tests bench
 
 format: setup ## Apply ruff fixes and formatting
-	$(RUN) ruff check --fix src tests
-	$(RUN) ruff format src tests
+	$(RUN) ruff check --fix src tests bench
+	$(RUN) ruff format src tests bench
 
 smoke: setup ## Zero-shot base2novel with a random-init tiny ViT on a fake dataset (no download)
 	$(RUN) transmiter data fake dataset=smoke
@@ -113,4 +113,4 @@ BENCH_ARGS ?=
 BENCH_THREADS ?= 1
 .PHONY: bench
 bench: setup ## Benchmark suite (ratios side by side, ~5 min on 2 CPU cores) -> experiments/bench/README.md; BENCH_ARGS="--quick", BENCH_THREADS=0 for torch's threads
-	$(RUN) python -m transmiter.bench --threads $(BENCH_THREADS) --write experiments/bench/README.md $(BENCH_ARGS)
+	$(RUN) python -m bench --threads $(BENCH_THREADS) --write experiments/bench/README.md $(BENCH_ARGS)

@@ -1,4 +1,4 @@
-"""The benchmark suite (`python -m transmiter.bench`): records are well formed, ratios finite, reports written.
+"""The benchmark suite (`python -m bench`): records are well formed, ratios finite, reports written.
 
 No timing is asserted anywhere: these are measurements, and the machine may be loaded.
 """
@@ -11,10 +11,10 @@ import math
 import pytest
 import torch
 
-from transmiter.bench import BenchOptions, BenchRecord, Goal, resolve, run_suite
-from transmiter.bench.__main__ import main
-from transmiter.bench.core import STATUSES, loglog_slope
-from transmiter.bench.report import fmt, markdown
+from bench import BenchOptions, BenchRecord, Goal, resolve, run_suite
+from bench.__main__ import main
+from bench.core import STATUSES, loglog_slope
+from bench.report import fmt, markdown
 
 CHEAP = ["transfer", "flops", "cache", "scaling"]  # benchmarks 1, 2, 5, 7
 
@@ -63,25 +63,25 @@ def test_quick_suite_of_the_cheap_benchmarks(tmp_path):
 
 
 def test_rewriting_the_report_keeps_the_hand_written_reading(tmp_path):
-    from transmiter.bench.report import READING_END, READING_START, write_markdown
+    from bench.report import READING_END, READING_START, write_markdown
 
     record = BenchRecord(
         name="x[a]", benchmark="x", title="X", ratio=1.0, ratio_label="a / b", figures={"n": 1}
     )
     path = tmp_path / "README.md"
-    write_markdown(path, [record], {"cpu count": 2}, "python -m transmiter.bench")
+    write_markdown(path, [record], {"cpu count": 2}, "python -m bench")
     assert READING_START not in path.read_text()
     reading = f"{READING_START}\n## Reading this run\n\n* the ratio moved with the load\n{READING_END}"
     text = path.read_text().replace("## Summary", reading + "\n\n## Summary")
     path.write_text(text)
-    write_markdown(path, [record], {"cpu count": 2}, "python -m transmiter.bench")
+    write_markdown(path, [record], {"cpu count": 2}, "python -m bench")
     again = path.read_text()
     assert again.count(READING_START) == 1 and "* the ratio moved with the load" in again
     assert again.index(READING_END) < again.index("## Summary")
 
 
 def test_flops_of_the_real_architectures_on_the_meta_device():
-    from transmiter.bench import flops
+    from bench import flops
 
     records = flops.run(BenchOptions(), archs=("ViT-B-16", "ViT-L-14"))
     b16, l14 = records
@@ -91,7 +91,7 @@ def test_flops_of_the_real_architectures_on_the_meta_device():
 
 
 def test_demo_benchmark_runs_a_command_cold_then_warm(tmp_path):
-    from transmiter.bench import demo
+    from bench import demo
 
     (rec,) = demo.run(BenchOptions(demo_cmd='test -n "$TRANSMITER_CACHE"', workdir=tmp_path))
     assert rec.status == "n/a" and math.isfinite(rec.ratio)
@@ -131,7 +131,7 @@ def test_records_goals_and_rendering():
         == "n/a"
     )
     assert fmt(35_126_906_880) == "35.13 G" and fmt(True) == "yes" and fmt(float("inf")) == "n/a"
-    text = markdown([rec], {"cpu count": 2}, "python -m transmiter.bench")
+    text = markdown([rec], {"cpu count": 2}, "python -m bench")
     assert "x[a\\|b]" in text and "↳ part (s)" in text and "**fail**" in text
     assert loglog_slope([1, 10, 100], [2, 200, 20000]) == pytest.approx(2.0)
     assert to_json_roundtrip(rec)["status"] == "fail"

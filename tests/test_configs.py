@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from transmiter.config import CONFIG_DIR, ConfigError, validate_config
 from transmiter.context import dataset_spec_from_config
-from transmiter.instantiate import instantiate
+from transmiter.config.instantiate import instantiate
 from transmiter.reporting.records import resolved_config
 
 GROUPS = ["model", "dataset", "method", "pair", "setting", "trainer", "logger", "experiment"]

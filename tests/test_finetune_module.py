@@ -10,8 +10,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from open_clip.model import CLIP
 from torch.utils.data import DataLoader
 
+from tests.toys import SolidColourDataset, register_tiny_config
 from transmiter.methods.finetune import FINETUNE_SETTINGS, FinetuneCLIP, NonFiniteLossError, prompt_texts
-from transmiter.methods.finetune_bench import SolidColourDataset, register_tiny_config
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Your `IterableDataset` has `__len__` defined"),

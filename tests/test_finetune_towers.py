@@ -7,7 +7,7 @@ import pytest
 import torch
 from open_clip.model import CLIP, CustomTextCLIP
 
-from transmiter.methods.finetune_bench import register_tiny_config
+from tests.toys import register_tiny_config
 from transmiter.models.towers import (
     TowerSplitError,
     check_splittable,

@@ -107,7 +107,7 @@ def test_tuned_checkpoint_of_a_quick_gelu_model_reloads_with_quick_gelu(compose,
 
     from transmiter.context import RunContext, dataset_spec_from_config
     from transmiter.data.fake import write_fake_dataset
-    from transmiter.instantiate import instantiate
+    from transmiter.config.instantiate import instantiate
     from transmiter.stages import StageResult
 
     cfg = compose(

@@ -11,8 +11,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader
 
+from tests.toys import SolidColourDataset, register_tiny_config
 from transmiter.methods.finetune import NonFiniteLossError
-from transmiter.methods.finetune_bench import SolidColourDataset, register_tiny_config
 from transmiter.methods.skip_tuning import (
     EPOCH_DIVISORS,
     SKIP_TUNING_SETTINGS,
@@ -402,7 +402,7 @@ def test_token_cache_dir_is_not_part_of_the_stage_identity(compose, tmp_path, mo
     """Where the token cache lives changes no result: a stage trained in memory is reused with a cache_dir."""
     from transmiter.context import RunContext, dataset_spec_from_config
     from transmiter.data.fake import write_fake_dataset
-    from transmiter.instantiate import instantiate
+    from transmiter.config.instantiate import instantiate
 
     identities = []
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from transmiter.distributed import JOB_ENV, begin_job, is_global_zero, job_token
-from transmiter.stages import DONE_FILE, StageStore, _locked
+from transmiter.io import file_lock
+from transmiter.stages import DONE_FILE, StageStore
 
 
 def test_stage_runs_once_and_is_reused(tmp_path):
@@ -151,7 +152,7 @@ def test_ranks_agree_when_another_job_finishes_the_stage_while_rank_zero_waits(t
     store = StageStore(tmp_path / "s")
     stage = store.path("fit", {"k": 1})
     stage.mkdir(parents=True)
-    with _locked(stage / ".lock"):  # the other job
+    with file_lock(stage / ".lock"):  # the other job
         procs = _run_ranks(tmp_path / "s", log)
         time.sleep(3)
         assert not (log / "ran0").exists() and not (log / "ran1").exists()

@@ -291,7 +291,7 @@ def test_source_finetune_plan_and_splittability_decisions():
     import torch
     from open_clip.model import CLIP
 
-    from transmiter.methods.finetune_bench import register_tiny_config
+    from tests.toys import register_tiny_config
     from transmiter.methods.study import needs_tower_split, skip_tuning_unsupported, source_finetune_plan
 
     class Recipe:

@@ -9,6 +9,7 @@ import open_clip
 import pytest
 import torch
 
+from transmiter.io import file_digest
 from transmiter.synthetic import pretrain as pt
 from transmiter.synthetic.architectures import (
     STRONG_MODEL,
@@ -154,7 +155,7 @@ def test_checkpoint_loads_through_open_clip_with_identical_outputs(tmp_path):
 def test_cache_hit_does_not_retrain(tiny_cache):
     cfg, cache, path = tiny_cache
     meta = json.loads((path.parent / pt.META_NAME).read_text())
-    assert meta["sha256"] == pt.file_sha256(path) and meta["key"] == cfg.key()
+    assert meta["sha256"] == file_digest(path) and meta["key"] == cfg.key()
     mtime = path.stat().st_mtime_ns
     before = pt.TRAINING_RUNS
     again = pt.pretrain_or_load(cfg, cache, progress=False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from transmiter.transfer.adapter import LogitAdapter, standardize_logits
-from transmiter.transfer.costs import adapter_cost, adapter_flops_per_sample, adapter_param_count
+from transmiter.transfer.adapter_cost import adapter_cost, adapter_flops_per_sample, adapter_param_count
 
 
 def _inputs(K: int, dtype=torch.float64) -> torch.Tensor:

@@ -284,7 +284,7 @@ def _pipeline(compose, tmp_path, *overrides):
     (3 base classes; the setting's few-shot split takes 4 of them)."""
     from transmiter.context import RunContext, dataset_spec_from_config
     from transmiter.data.fake import write_fake_dataset
-    from transmiter.instantiate import instantiate
+    from transmiter.config.instantiate import instantiate
 
     cfg = compose([*_PIPELINE, f"paths.output_dir={tmp_path / 'run'}", *overrides])
     write_fake_dataset(
@@ -319,7 +319,7 @@ def test_transmiter_plus_pipeline_transfer_artifacts_costs_and_adapter_options(
     import transmiter.transfer.logit_data as logit_data_mod
     import transmiter.transfer.transfer as transfer_mod
     from transmiter.context import RunContext
-    from transmiter.instantiate import instantiate
+    from transmiter.config.instantiate import instantiate
     from transmiter.transfer.artifact import config_hash, read_artifact_metadata
 
     calls: dict[str, list] = {"distributed": [], "loads": [], "train_rows": []}

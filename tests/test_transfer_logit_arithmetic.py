@@ -82,7 +82,7 @@ def test_eft_method_variant_dispatches_to_each_baseline():
 
 
 def test_eft_variant_configs_are_distinct_rows_with_fixed_alpha(compose):
-    from transmiter.instantiate import instantiate
+    from transmiter.config.instantiate import instantiate
 
     rows = {}
     for name in ("eft", "eft_base_change", "eft_ensemble", "eft_self_ensemble"):

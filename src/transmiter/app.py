@@ -62,7 +62,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     from transmiter.context import RunContext
     from transmiter.distributed import begin_job
-    from transmiter.instantiate import instantiate
+    from transmiter.config.instantiate import instantiate
     from transmiter.planning import describe_job, job_status
 
     guard_multirun_ddp(cfg)

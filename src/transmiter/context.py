@@ -20,7 +20,8 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from transmiter.features.store import ArrayCache
-from transmiter.instantiate import build_trainer, instantiate
+from transmiter.config.instantiate import instantiate
+from transmiter.trainers import build_trainer
 
 
 def absolute(path: Any) -> Path:
@@ -86,9 +87,9 @@ class RunContext:
 
     def _note_stage(self, name: str, result) -> None:
         import json
-        import os
 
         from transmiter.distributed import is_global_zero
+        from transmiter.io import atomic_write
 
         if not is_global_zero():  # one ledger per job: the other DDP ranks write nothing
             return
@@ -104,9 +105,7 @@ class RunContext:
             "seconds": round(result.seconds, 3),
             "reused": result.reused,
         }
-        tmp = ledger_path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(ledger, indent=1))
-        os.replace(tmp, ledger_path)
+        atomic_write(ledger_path, json.dumps(ledger, indent=1))
 
     # --- trainers -----------------------------------------------------------------------------
     def make_trainer(self, purpose: str = "eval", **overrides: Any) -> L.Trainer:
@@ -115,7 +114,7 @@ class RunContext:
     @property
     def logger(self) -> Any:
         """The job's experiment logger (one per job: one wandb run), or False."""
-        from transmiter.instantiate import build_logger
+        from transmiter.trainers import build_logger
 
         if "_logger" not in self._models:
             self._models["_logger"] = build_logger(self.cfg.get("logger"))

@@ -4,7 +4,7 @@ Usage::
 
     trainer = L.Trainer(strategy="ddp_spawn", devices=2, callbacks=[ShutdownSpawnedProcessGroup()])
 
-:func:`transmiter.instantiate.build_trainer` adds the callback to every trainer it builds; it is a no-op
+:func:`transmiter.trainers.build_trainer` adds the callback to every trainer it builds; it is a no-op
 outside spawned workers.
 
 Why: a spawned worker that leaves ``fit`` while its gloo process group is still alive races its peer at

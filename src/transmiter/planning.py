@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from transmiter.io import atomic_write
+
 JOB_FILE = "job.json"
 
 
@@ -31,15 +33,14 @@ def job_status(output_dir: Path) -> tuple[str, list[str]]:
 
 def mark_done(output_dir: Path, records: list[str], metrics: dict[str, Any]) -> None:
     """Write `job.json` (global rank 0 only under a multi-process job)."""
-    import os
-
     from transmiter.distributed import is_global_zero
 
     if not is_global_zero():
         return
-    tmp = output_dir / f".{JOB_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({"status": "done", "records": records, "metrics": metrics}, indent=1))
-    os.replace(tmp, output_dir / JOB_FILE)
+    atomic_write(
+        output_dir / JOB_FILE,
+        json.dumps({"status": "done", "records": records, "metrics": metrics}, indent=1),
+    )
 
 
 def _data_status(cfg: DictConfig) -> str:
@@ -54,7 +55,7 @@ def _data_status(cfg: DictConfig) -> str:
 
 def _weights_status(cfg: DictConfig) -> str:
     from transmiter.config.validate import uses_pair
-    from transmiter.instantiate import instantiate
+    from transmiter.config.instantiate import instantiate
     from transmiter.models.clip import weights_available
 
     nodes = {"model": cfg.get("model")}

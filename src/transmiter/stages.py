@@ -25,20 +25,19 @@ its outputs, so every rank leaves with the same paths and the stage done on disk
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transmiter.features.store import ArrayCache, canonical_json
+from transmiter.io import atomic_write, file_lock
 
 DONE_FILE = "stage.json"
 POLL_S = 0.2  # how often a waiting rank looks for rank 0's decision or publication
@@ -86,14 +85,14 @@ class StageStore:
         if not is_global_zero():
             return self._follow(name, path, fn, _decision_file(path, job_token(), request))
         path.mkdir(parents=True, exist_ok=True)
-        with _locked(path / ".lock"):
+        with file_lock(path / ".lock"):
             done = self._load(path)  # another process may have finished it while we waited
             if done is not None:
                 return _reused(name, path, done)
             decision = _decision_file(path, job_token(), request)
             try:
                 if decision is not None:  # the job's other ranks run fn with us from here
-                    _write_atomic(decision, "run")
+                    atomic_write(decision, "run")
                 (path / "identity.json").write_text(
                     json.dumps(identity, indent=1, sort_keys=True, default=str)
                 )
@@ -108,7 +107,7 @@ class StageStore:
                     "seconds": seconds,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 }
-                _write_atomic(path / DONE_FILE, json.dumps(record, indent=1, default=str))
+                atomic_write(path / DONE_FILE, json.dumps(record, indent=1, default=str))
             finally:
                 if decision is not None:
                     decision.unlink(missing_ok=True)
@@ -181,23 +180,7 @@ def _decision_file(path: Path, token: str | None, request: int) -> Path | None:
     return path / f".decision-{job}-{request}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _check_parent(parent: int, name: str, path: Path) -> None:
     """A child that Lightning's launcher started is re-parented when rank 0 (its parent) dies: stop waiting."""
     if os.getppid() != parent:
         raise RuntimeError(f"stage {name!r} ({path}): the process that started this rank has exited")
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

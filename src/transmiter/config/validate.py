@@ -103,7 +103,7 @@ def validate_config(cfg: DictConfig, check_data: bool = True) -> None:
 
 
 def _validate_model(cfg: DictConfig) -> None:
-    from transmiter.instantiate import instantiate
+    from transmiter.config.instantiate import instantiate
     from transmiter.models.clip import ModelError
 
     nodes = {"model": cfg.get("model")}

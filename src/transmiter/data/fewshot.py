@@ -37,13 +37,13 @@ import json
 import logging
 import os
 import random
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from transmiter.data.datum import DatasetSplits, Datum, relative_to_root
 from transmiter.data.errors import DatasetError
 from transmiter.data.loaders import find_missing_files
+from transmiter.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -197,21 +197,9 @@ def _write_cache(
     header = {"format": CACHE_FORMAT, "dataset": splits.name, "shots": shots, "seed": seed}
     lists = {"train": train} if val is None else {"train": train, "val": val}
     text = _format_cache(header, {name: _encode(items, splits.root) for name, items in lists.items()})
-    temp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Temp file in the same folder, then an atomic rename: readers never see a partial file, and
-        # several processes writing the same draw at once simply replace each other.
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(
-            fd, 0o666 & ~_current_umask()
-        )  # mkstemp makes 0600 files; others sharing $DATA must read it
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-        temp_name = None
+        # readers never see a partial file; processes writing the same draw at once replace each other
+        atomic_write(path, text, fsync=True)
     except OSError as err:
         # A read-only dataset folder must not stop a run: the draw is deterministic, so it is only slower.
         log.warning(
@@ -219,9 +207,6 @@ def _write_cache(
             path,
             err,
         )
-    finally:
-        if temp_name is not None and os.path.exists(temp_name):
-            os.unlink(temp_name)
 
 
 def _format_cache(header: dict, lists: dict[str, list[list]]) -> str:
@@ -232,12 +217,6 @@ def _format_cache(header: dict, lists: dict[str, list[list]]) -> str:
         body = ",\n".join("  " + dump(item) for item in items)
         parts.append(f",\n {dump(name)}: [\n{body}\n ]" if items else f",\n {dump(name)}: []")
     return "".join(parts) + "\n}\n"
-
-
-def _current_umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 def _load_cache(

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from transmiter.io import file_digest
+
 META_FILE = "meta.json"
 
 
@@ -42,12 +44,8 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def file_hash(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def file_hash(path: Path) -> str:
+    return file_digest(path, "blake2b", digest_size=16)
 
 
 class ArrayCache:

@@ -557,8 +557,8 @@ class TransferMethod:
         return logits, labels
 
     def costs(self, adapter, target) -> dict[str, float]:
-        from transmiter.models.costs import image_encoder_flops
-        from transmiter.transfer.costs import adapter_cost
+        from transmiter.models.encoder_flops import image_encoder_flops
+        from transmiter.transfer.adapter_cost import adapter_cost
 
         cost = adapter_cost(adapter)
         encoder = image_encoder_flops(target)
@@ -891,7 +891,7 @@ class EFT(TransferMethod):
         self.row_name = EFT_VARIANTS[variant][1]
 
     def __call__(self, ctx) -> MethodResult:
-        from transmiter.models.costs import image_encoder_flops
+        from transmiter.models.encoder_flops import image_encoder_flops
 
         uses = EFT_VARIANTS[self.variant][2]
         classnames, _ = self.label_space(ctx)

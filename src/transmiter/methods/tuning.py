@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from transmiter.context import dataset_templates
 from transmiter.evaluation.clip_eval import evaluate_clip
 from transmiter.evaluation.metrics import summarize_groups
@@ -113,6 +111,7 @@ class FineTune:
     def _train(self, ctx, spec, splits, kwargs: dict[str, Any], stage_dir: Path) -> dict:
         from safetensors.torch import save_file
 
+        from transmiter.io import atomic_path
         from transmiter.methods.resume import fit_resumable
         from transmiter.models.clip import load_clip
 
@@ -137,9 +136,8 @@ class FineTune:
         seconds = time.perf_counter() - start
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         path = stage_dir / "model.safetensors"
-        tmp = stage_dir / "model.safetensors.tmp"
-        save_file(state, str(tmp), metadata={"arch": spec.arch, "method": self.kind})
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={"arch": spec.arch, "method": self.kind})
         trainable = (
             sum(p.numel() for p in module.trainable_parameters())
             if hasattr(module, "trainable_parameters")
@@ -191,7 +189,7 @@ class FineTune:
     # ------------------------------------------------------------------ the method row
     def __call__(self, ctx) -> MethodResult:
         from transmiter.data.datum import split_identity
-        from transmiter.models.costs import image_encoder_flops
+        from transmiter.models.encoder_flops import image_encoder_flops
 
         tuned = ctx.load_model(self.tuned_spec(ctx, ctx.cfg.model))
         templates = [self._template(ctx)]
@@ -225,7 +223,3 @@ def _only_new(partial: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, 
     """Keywords not already bound in the partial (a partial's own keywords are applied by it)."""
     bound = partial.keywords if isinstance(partial, functools.partial) else {}
     return {k: v for k, v in kwargs.items() if k not in bound or bound[k] != v}
-
-
-def trainable_parameter_count(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -32,7 +32,7 @@ class ZeroShot:
             splits = ctx.splits(subsample=str(group))
             split_ids[str(group)] = split_identity(splits)
             accuracies[str(group)] = evaluate_clip(ctx, bundle, splits, templates, subset=str(group))
-        from transmiter.models.costs import image_encoder_flops
+        from transmiter.models.encoder_flops import image_encoder_flops
 
         return MethodResult(
             metrics=summarize_groups(accuracies),

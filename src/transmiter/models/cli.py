@@ -16,7 +16,7 @@ import argparse
 def check(overrides: list[str], allow_download: bool = False) -> int:
     from transmiter.config import compose_config
     from transmiter.config.validate import uses_pair
-    from transmiter.instantiate import instantiate
+    from transmiter.config.instantiate import instantiate
     from transmiter.models.clip import weights_available
 
     cfg = compose_config(overrides)

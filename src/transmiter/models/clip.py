@@ -203,12 +203,14 @@ def load_clip(
         kwargs["force_quick_gelu"] = True
     if pretrained and spec.pretrained_is_path:
         pretrained = str(Path(pretrained).expanduser())
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(spec.init_seed)  # deterministic random init; restored below
     try:
-        model = open_clip.create_model(
-            spec.arch, pretrained=pretrained, precision=spec.precision, device=device, **kwargs
-        )
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # a deterministic random init that leaves the caller's RNG alone
+            torch.manual_seed(spec.init_seed)
+            model = open_clip.create_model(
+                spec.arch, pretrained=pretrained, precision=spec.precision, device=device, **kwargs
+            )
     except RuntimeError as err:
         raise ModelError(
             f"could not load model.arch={spec.arch!r} with model.pretrained={spec.pretrained!r}: {err}. "
@@ -220,8 +222,6 @@ def load_clip(
             f"model.pretrained={spec.pretrained!r} could not be read as a {spec.arch} checkpoint "
             f"({type(err).__name__}: {err}); re-create or re-download it"
         ) from err
-    finally:
-        torch.random.set_rng_state(generator_state)
     model.eval()
     tokenizer = open_clip.get_tokenizer(spec.arch)
     visual = model.visual

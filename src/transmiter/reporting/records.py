@@ -29,6 +29,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from transmiter.io import atomic_write
+
 RECORD_FILE = "results.json"
 SCHEMA_VERSION = 1
 
@@ -116,9 +118,7 @@ def write_record(ctx, result, subdir: str | None = None) -> Path:
         return path
     record = build_record(ctx, result)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=False, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(record, indent=2, sort_keys=False, default=str))
     return path
 
 

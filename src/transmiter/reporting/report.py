@@ -18,7 +18,8 @@ import argparse
 import os
 from pathlib import Path
 
-from transmiter.reporting.costs import CostRow, cost_table, costs_markdown, write_costs_csv
+from transmiter.io import atomic_write
+from transmiter.reporting.cost_table import CostRow, cost_table, costs_markdown, write_costs_csv
 from transmiter.reporting.plots import plot_cost_scatter, plot_results
 from transmiter.reporting.records import load_records
 from transmiter.reporting.regime import RegimeLine, regime_lines, regime_markdown, write_regime_csv
@@ -124,9 +125,7 @@ def update_readme(path: str | Path, content: str) -> Path:
     new = replace_block(old, content)
     if new != old:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(new)
-        os.replace(tmp, path)
+        atomic_write(path, new)
     return path
 
 

@@ -26,8 +26,6 @@ file and ``images/`` (e.g. the few-shot cache ``split_fewshot/``) are not part o
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import hashlib
 import io
 import json
@@ -35,7 +33,6 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from transmiter.io import file_digest, file_lock
 from transmiter.synthetic.world import WORLD_VERSION, SceneDistribution, draw_batch
 
 log = logging.getLogger(__name__)
@@ -281,8 +279,7 @@ def _content_hash(root: Path, split_file: str, relpaths: list[str]) -> str:
     h = hashlib.sha256()
     for rel in [split_file, *(f"images/{p}" for p in sorted(relpaths))]:
         h.update(rel.encode() + b"\0")
-        with open(root / rel, "rb") as f:
-            h.update(hashlib.sha256(f.read()).digest())
+        h.update(bytes.fromhex(file_digest(root / rel)))
     return h.hexdigest()
 
 
@@ -354,19 +351,6 @@ def _write_benchmark(spec: BenchmarkSpec, root: Path, scale: str, progress: bool
     (root / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n")
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def generate_benchmark(
     spec: BenchmarkSpec, data_dir: str | Path, *, scale: str = "demo", progress: bool = True
 ) -> Path:
@@ -374,7 +358,7 @@ def generate_benchmark(
     data_dir = Path(data_dir)
     root = data_dir / spec.folder
     split_sizes(scale)
-    with _lock(data_dir / f".{spec.folder}.lock"):
+    with file_lock(data_dir / f".{spec.folder}.lock"):
         status = benchmark_status(spec, data_dir, scale)
         if status == "complete":
             return root
@@ -395,11 +379,6 @@ def generate_benchmark(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return root
-
-
-def benchmark_summary(spec: BenchmarkSpec) -> dict[str, Any]:
-    """A JSON-able description (for reports and ``conf/dataset`` generation)."""
-    return dataclasses.asdict(spec) | {"split_file": spec.split_file, "image_dir": spec.image_dir}
 
 
 def write_dataset_configs(conf_dir: str | Path) -> list[Path]:

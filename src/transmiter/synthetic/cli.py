@@ -18,17 +18,17 @@ import os
 import shutil
 from pathlib import Path
 
+from transmiter.io import atomic_path
+
 
 def publish(checkpoint: Path, stable: Path) -> Path:
     """Expose `checkpoint` as `stable` (hard link, else copy), atomically replacing an older one."""
-    stable.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stable.with_name(f".{stable.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(checkpoint, tmp)
-    except OSError:
-        shutil.copyfile(checkpoint, tmp)
-    os.replace(tmp, stable)
+    with atomic_path(stable) as tmp:
+        tmp.unlink()
+        try:
+            os.link(checkpoint, tmp)
+        except OSError:
+            shutil.copyfile(checkpoint, tmp)
     return stable
 
 

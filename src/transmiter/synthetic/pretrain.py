@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import logging
@@ -46,6 +45,7 @@ import torch
 from open_clip.loss import ClipLoss
 from torch.utils.data import DataLoader, IterableDataset
 
+from transmiter.io import atomic_path, atomic_write, file_digest, file_lock
 from transmiter.synthetic.architectures import register_synthetic_models, synthetic_model_config
 from transmiter.synthetic.world import (
     PRETRAIN_DISTRIBUTION,
@@ -478,47 +478,14 @@ class _StepTimer(L.Callback):
             )
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(model: torch.nn.Module, path: str | Path) -> str:
     """Atomically write ``model.state_dict()`` as safetensors; returns its SHA-256."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": "pt"})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        digest = file_sha256(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, fsync=True) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        digest = file_digest(tmp)
     return digest
 
 
@@ -539,20 +506,9 @@ def read_valid_meta(cfg: PretrainConfig, cache_dir: str | Path) -> dict[str, Any
         return None
     if not isinstance(meta, dict) or meta.get("key") != cfg.key():
         return None
-    if meta.get("bytes") != ckpt.stat().st_size or meta.get("sha256") != file_sha256(ckpt):
+    if meta.get("bytes") != ckpt.stat().st_size or meta.get("sha256") != file_digest(ckpt):
         return None
     return meta
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def pretrain_or_load(
@@ -569,7 +525,7 @@ def pretrain_or_load(
     register_synthetic_models()
     folder = entry_dir(cfg, cache_dir)
     ckpt = folder / CHECKPOINT_NAME
-    with _file_lock(Path(cache_dir) / f".{folder.name}.lock"):
+    with file_lock(Path(cache_dir) / f".{folder.name}.lock"):
         if read_valid_meta(cfg, cache_dir) is not None:
             return ckpt
         if folder.exists():
@@ -596,12 +552,5 @@ def pretrain_or_load(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "stats": stats,
         }
-        _atomic_write_bytes(folder / META_NAME, (json.dumps(meta, indent=2) + "\n").encode())
+        atomic_write(folder / META_NAME, json.dumps(meta, indent=2) + "\n", fsync=True)
     return ckpt
-
-
-def load_pretrained(model_name: str, checkpoint: str | Path) -> tuple[torch.nn.Module, Any, Any]:
-    """(model in eval mode, eval transform, tokenizer) through open_clip's normal loading path."""
-    register_synthetic_models()
-    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(checkpoint))
-    return model.eval(), preprocess, open_clip.get_tokenizer(model_name)

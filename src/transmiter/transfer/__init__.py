@@ -9,7 +9,7 @@ Pipeline (all on cached logits over K = C task classes + K - C auxiliary names, 
     refined: TransMiterPlusModule(moved, class_ids=base_ids)                # methods/transmiter_plus.py
     save_adapter_artifact(...) / load_adapter_artifact(...)                  # artifact.py
     baselines: eft_logits, base_change, ensemble, self_ensemble              # logit_arithmetic.py
-    costs: adapter_cost(adapter)                                             # costs.py
+    costs: adapter_cost(adapter)                                             # adapter_cost.py
 
 Decisions (details in each module's docstring):
 * Standardisation uses sigma + eps in both directions (the reference omits eps on the way out), so a
@@ -36,7 +36,7 @@ from transmiter.transfer.artifact import (
     load_adapter_artifact,
     save_adapter_artifact,
 )
-from transmiter.transfer.costs import adapter_cost, adapter_flops_per_sample, adapter_param_count
+from transmiter.transfer.adapter_cost import adapter_cost, adapter_flops_per_sample, adapter_param_count
 from transmiter.transfer.logit_arithmetic import base_change, eft_logits, ensemble, self_ensemble
 from transmiter.transfer.procrustes import (
     CrossCovariance,

@@ -26,9 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -39,6 +37,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from transmiter.io import atomic_path, atomic_write
 from transmiter.transfer.adapter import AdapterConfig, LogitAdapter
 
 __all__ = [
@@ -179,19 +178,6 @@ def _content_hash(tensors: Mapping[str, Tensor], meta_json: str) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ------------------------------------------------------------------------------------------------
 # save
 # ------------------------------------------------------------------------------------------------
@@ -254,25 +240,15 @@ def save_adapter_artifact(
     meta_json = meta.to_json()
     tensors = {k: v.detach().cpu().contiguous() for k, v in adapter.export_tensors().items()}
     digest = _content_hash(tensors, meta_json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={_META_KEY: meta_json, _HASH_KEY: digest})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, fsync=True) as tmp:
+        save_file(tensors, str(tmp), metadata={_META_KEY: meta_json, _HASH_KEY: digest})
     sidecar = json.loads(meta_json)
     sidecar["sha256"] = digest
     sidecar["weights_file"] = path.name
-    _atomic_write_bytes(
+    atomic_write(
         path.with_suffix(".json"),
-        (json.dumps(sidecar, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n").encode(
-            "utf-8"
-        ),
+        json.dumps(sidecar, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n",
+        fsync=True,
     )
     return path
 

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from transmiter.bench.core import BenchOptions, BenchRecord, Goal, failed, quiet
+from bench.core import BenchOptions, BenchRecord, Goal, failed, quiet
 
 TITLE = "Framework overhead"
 GOAL = Goal(">=", 0.9)
@@ -54,7 +54,7 @@ def fit_lightning(
     inputs, teacher, *, epochs: int = 1, device: str = "cpu", seed: int = 0, limit_batches: int | None = None
 ) -> float:
     """Seconds of `trainer.fit(AdapterFitModule)` (Trainer construction included, module built before)."""
-    from transmiter.instantiate import build_trainer
+    from transmiter.trainers import build_trainer
     from transmiter.methods.adapter_fit import AdapterFitModule
     from transmiter.transfer.logit_data import LogitPairDataModule
 

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from transmiter.bench.core import BenchOptions, BenchRecord, failed, skipped
+from bench.core import BenchOptions, BenchRecord, failed, skipped
 
 TITLE = "End to end (demo)"
 
@@ -26,7 +26,7 @@ def skipped_by_default(opts: BenchOptions) -> BenchRecord:
         "demo",
         TITLE,
         f"skipped by default (runs `{opts.demo_cmd}` twice); "
-        "run it with `python -m transmiter.bench --only demo [--demo-cmd CMD]`",
+        "run it with `python -m bench --only demo [--demo-cmd CMD]`",
     )
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from transmiter.reporting.costs import cost_table, costs_markdown, format_si, training_time
+from transmiter.reporting.cost_table import cost_table, costs_markdown, format_si, training_time
 from transmiter.reporting.report import README_END, README_START, replace_block
 from transmiter.reporting.report import main as report_main
 

@@ -1,16 +1,16 @@
 """Benchmark 2, inference overhead: adapter FLOPs per image ÷ target image-encoder FLOPs per image.
 
 Both are counted, not estimated, with `torch.utils.flop_counter.FlopCounterMode` through the project's
-own helpers: `transmiter.transfer.costs.adapter_flops_per_sample(LogitAdapter(1024))` and
-`transmiter.models.costs.image_encoder_flops` on a random-init open_clip model built on the META device
+own helpers: `transmiter.transfer.adapter_cost.adapter_flops_per_sample(LogitAdapter(1024))` and
+`transmiter.models.encoder_flops.image_encoder_flops` on a random-init open_clip model built on the META device
 (no weights are allocated, so ViT-L-14 costs nothing to build). For tm-tiny-ViT the count is also
 taken on a CPU-built model, as a check that meta-device counting gives the same number.
 """
 
 from __future__ import annotations
 
-from transmiter.bench.core import BenchOptions, BenchRecord, Goal, failed, quiet
-from transmiter.bench.fixtures import meta_model
+from bench.core import BenchOptions, BenchRecord, Goal, failed, quiet
+from bench.fixtures import meta_model
 
 TITLE = "Inference overhead"
 GOAL_L14 = Goal("<=", 0.05, text="≤ 0.05 %")
@@ -18,7 +18,7 @@ GOAL_L14 = Goal("<=", 0.05, text="≤ 0.05 %")
 
 def run(opts: BenchOptions, archs: tuple[str, ...] | None = None, K: int = 1024) -> list[BenchRecord]:
     from transmiter.transfer.adapter import LogitAdapter
-    from transmiter.transfer.costs import adapter_cost
+    from transmiter.transfer.adapter_cost import adapter_cost
 
     if archs is None:
         archs = ("tm-tiny-ViT",) if opts.tiny else ("tm-tiny-ViT", "ViT-B-16", "ViT-L-14")
@@ -39,7 +39,7 @@ def run(opts: BenchOptions, archs: tuple[str, ...] | None = None, K: int = 1024)
 
 
 def _one(arch: str, name: str, cost: dict, analytic: int, K: int) -> BenchRecord:
-    from transmiter.models.costs import image_encoder_flops
+    from transmiter.models.encoder_flops import image_encoder_flops
 
     bundle = meta_model(arch)
     encoder = image_encoder_flops(bundle)
@@ -79,7 +79,7 @@ def _cpu_count(arch: str) -> int:
 
     import open_clip
 
-    from transmiter.models.costs import image_encoder_flops
+    from transmiter.models.encoder_flops import image_encoder_flops
 
     with quiet():
         model = open_clip.create_model(arch, pretrained=None)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from transmiter.bench.core import (
+from bench.core import (
     BenchOptions,
     BenchRecord,
     Goal,
@@ -34,7 +34,7 @@ from transmiter.bench.core import (
     median_phases,
     quiet,
 )
-from transmiter.bench.fixtures import fake_run, load_model
+from bench.fixtures import fake_run, load_model
 
 TITLE = "Transfer overhead"
 GOAL = Goal("<=", 1.10)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from transmiter.bench.core import BenchOptions, BenchRecord, Goal, failed, loglog_slope
+from bench.core import BenchOptions, BenchRecord, Goal, failed, loglog_slope
 
 TITLE = "Scaling with N"
 LINEAR = Goal("<=", 1.15, text="≤ 1.15 (≈ linear)")
@@ -51,7 +51,7 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
 
 
 def _fitting(opts: BenchOptions, ns: list[int], device: str) -> BenchRecord:
-    from transmiter.bench.framework import fit_lightning, synthetic_logits
+    from bench.framework import fit_lightning, synthetic_logits
 
     inputs, teacher = synthetic_logits(max(ns), K, seed=opts.seed)
     times = [fit_lightning(inputs[:n], teacher[:n], device=device, seed=opts.seed) for n in ns]

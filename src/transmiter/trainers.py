@@ -1,8 +1,7 @@
-"""The one place that turns config nodes into objects (so Hydra 1.4's target whitelist is a
-one-file change), plus the trainer/logger builders every stage uses.
+"""The Lightning Trainer and experiment logger every stage uses, built from `conf/trainer` and `conf/logger`.
 
-    spec = instantiate(cfg.model)                       # -> ModelSpec
     trainer = build_trainer(cfg.trainer, purpose="eval", root_dir=output_dir)
+    logger = build_logger(cfg.logger)                   # False for logger=none
 """
 
 from __future__ import annotations
@@ -11,16 +10,10 @@ import os
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate as _hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from transmiter.config.instantiate import instantiate
 from transmiter.distributed import ShutdownSpawnedProcessGroup
-
-
-def instantiate(node: Any, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate with `_convert_="all"`: no OmegaConf containers leak into objects or
-    checkpoints (engineering.md §3, pitfall 10)."""
-    return _hydra_instantiate(node, _convert_="all", **kwargs)
 
 
 def quiet_lightning_banners() -> None:

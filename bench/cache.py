@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from transmiter.bench.core import BenchOptions, BenchRecord, Goal, failed
-from transmiter.bench.fixtures import fake_run, load_model
+from bench.core import BenchOptions, BenchRecord, Goal, failed
+from bench.fixtures import fake_run, load_model
 
 TITLE = "Cache effectiveness"
 GOAL = Goal("<=", 0.05)
@@ -76,7 +76,7 @@ def _case(
     extra: tuple[str, ...] = (),
     has_goal: bool = True,
 ) -> BenchRecord:
-    from transmiter.bench.core import quiet
+    from bench.core import quiet
     from transmiter.evaluation.clip_eval import evaluate_clip
     from transmiter.models.towers import text_blocks
 

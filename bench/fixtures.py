@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import torch
 
-from transmiter.bench.core import quiet
+from bench.core import quiet
 
 
 def fake_run(

@@ -1,6 +1,6 @@
 """Benchmark 3, Skip Tuning vs full fine-tuning: time and memory PER EPOCH, side by side.
 
-Runs `transmiter.methods.finetune_bench.compare_ft_vs_skip` (both methods' real `compute_loss`, an SGD
+Runs `bench.ft_vs_skip.compare_ft_vs_skip` (both methods' real `compute_loss`, an SGD
 step, random-init weights, each method in its own spawned process) and turns its per-step figures into
 per-epoch ones. For an epoch of N images at batch B (N/B steps):
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from transmiter.bench.core import BenchOptions, BenchRecord, Goal, failed, skipped
+from bench.core import BenchOptions, BenchRecord, Goal, failed, skipped
 
 TITLE = "Skip Tuning vs FT (per epoch)"
 TIME_GOAL = Goal("<=", 0.25)
@@ -31,7 +31,7 @@ MEM_GOAL = Goal("<=", 0.5)
 def run(opts: BenchOptions) -> list[BenchRecord]:
     import torch
 
-    from transmiter.methods.finetune_bench import register_tiny_config
+    from tests.toys import register_tiny_config
     from transmiter.synthetic.architectures import STRONG_MODEL, WEAK_MODEL, register_synthetic_models
 
     register_synthetic_models()
@@ -54,7 +54,7 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
                     "skip",
                     TITLE,
                     "not in the default CPU run: one FT step of ViT-B-16 over C = 100 prompts costs ~15-55 s on "
-                    "2 cores and the pair takes ~8 min; run `python -m transmiter.bench --only skip` (it runs "
+                    "2 cores and the pair takes ~8 min; run `python -m bench --only skip` (it runs "
                     "by default when CUDA is available)",
                 )
             )
@@ -69,9 +69,9 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
 def _case(
     opts: BenchOptions, label: str, model_name: str, image_size: int, classes: int, steps: int, batch: int = 4
 ) -> list[BenchRecord]:
-    from transmiter.bench.core import quiet
+    from bench.core import quiet
+    from bench.ft_vs_skip import compare_ft_vs_skip
     from transmiter.methods.cskip import expected_kept_classes
-    from transmiter.methods.finetune_bench import compare_ft_vs_skip
 
     with quiet():
         rep = compare_ft_vs_skip(
@@ -113,7 +113,7 @@ def _case(
     }
     mem_notes = [
         setup,
-        "ratio = SkipT / FT training peak (see the module docstring of transmiter.bench.skip).",
+        "ratio = SkipT / FT training peak (see the module docstring of bench.skip).",
     ]
     if rep["setup"]["device"] == "cpu":
         mem_notes.append(

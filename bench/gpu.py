@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from transmiter.bench.core import BenchOptions, BenchRecord, failed, quiet, skipped
+from bench.core import BenchOptions, BenchRecord, failed, quiet, skipped
 
 TITLE = "GPU"
 # Dense bf16 tensor-core peaks (TFLOP/s), by a substring of the device name, most specific first.
@@ -70,8 +70,8 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
 def _encoder(opts: BenchOptions, arch: str, name: str) -> BenchRecord:
     import open_clip
 
-    from transmiter.bench.fixtures import meta_model
-    from transmiter.models.costs import image_encoder_flops
+    from bench.fixtures import meta_model
+    from transmiter.models.encoder_flops import image_encoder_flops
 
     flops = image_encoder_flops(meta_model(arch))
     device = torch.device("cuda")
@@ -122,7 +122,7 @@ def _encoder(opts: BenchOptions, arch: str, name: str) -> BenchRecord:
 
 
 def _pipeline_rate(opts: BenchOptions) -> float:
-    from transmiter.bench.fixtures import fake_run, load_model
+    from bench.fixtures import fake_run, load_model
     from transmiter.features.extract import ViewSpec, extract_image_features
     from transmiter.features.store import ArrayCache
 
@@ -155,7 +155,7 @@ def _pipeline_rate(opts: BenchOptions) -> float:
 
 
 def _fitting(opts: BenchOptions) -> BenchRecord:
-    from transmiter.bench.framework import BATCH, fit_lightning, synthetic_logits
+    from bench.framework import BATCH, fit_lightning, synthetic_logits
 
     rows = 128_000 if opts.quick else 1_281_167
     steps = 300 if opts.quick else 2000

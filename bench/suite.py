@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from transmiter.bench.core import BenchOptions, BenchRecord, failed, load_average
+from bench.core import BenchOptions, BenchRecord, failed, load_average
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def _lazy(module: str, attr: str = "run") -> Callable:
     def call(opts: BenchOptions):
         import importlib
 
-        return getattr(importlib.import_module(f"transmiter.bench.{module}"), attr)(opts)
+        return getattr(importlib.import_module(f"bench.{module}"), attr)(opts)
 
     return call
 

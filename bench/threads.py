@@ -21,8 +21,9 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from transmiter.bench.core import BenchOptions, BenchRecord, failed, skipped
+from bench.core import BenchOptions, BenchRecord, failed, skipped
 
 TITLE = "CPU thread contention (OpenMP wait policy)"
 
@@ -33,7 +34,7 @@ def skipped_by_default(opts: BenchOptions) -> BenchRecord:
         "threads",
         TITLE,
         "skipped by default (two fresh subprocesses, ~1 min on a loaded 2-core machine, and its figures move "
-        "with the co-tenants' load); run it with `python -m transmiter.bench --only threads`",
+        "with the co-tenants' load); run it with `python -m bench --only threads`",
     )
 
 
@@ -51,8 +52,9 @@ def _child_result(policy: str | None, steps: int) -> dict:
     if policy is not None:
         env["OMP_WAIT_POLICY"] = policy
     proc = subprocess.run(
-        [sys.executable, "-m", "transmiter.bench.threads", str(steps)],
+        [sys.executable, "-m", "bench.threads", str(steps)],
         env=env,
+        cwd=Path(__file__).resolve().parents[1],  # the repository root, where `bench` is importable
         capture_output=True,
         text=True,
         timeout=600,
@@ -105,7 +107,7 @@ def _median_step(step, steps: int) -> float:
 def _child(steps: int) -> dict:
     import torch
 
-    from transmiter.bench.core import quiet
+    from bench.core import quiet
     from transmiter.transfer.adapter import LogitAdapter
     from transmiter.transfer.training import distillation_kl
 
@@ -122,8 +124,8 @@ def _child(steps: int) -> dict:
 
     import open_clip
 
+    from tests.toys import register_tiny_config
     from transmiter.methods.finetune import FinetuneCLIP
-    from transmiter.methods.finetune_bench import register_tiny_config
 
     name = register_tiny_config()
     with quiet():

@@ -1,4 +1,4 @@
-"""`python -m transmiter.bench [--only NAME ...] [--quick] [--tiny] [--threads N] [--write PATH] [--json PATH]`.
+"""`python -m bench [--only NAME ...] [--quick] [--tiny] [--threads N] [--write PATH] [--json PATH]`.
 
 Runs the selected benchmarks, prints a rich table of ratios with the absolute figures, optionally writes
 Markdown (`--write`, with machine information) and JSON (`--json`). Always exits 0 once the suite has run:
@@ -16,14 +16,14 @@ from pathlib import Path
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from transmiter.bench.suite import BENCHMARKS
+    from bench.suite import BENCHMARKS
 
     names = ", ".join(
         f"{b.name} ({b.number}. {b.title}{'' if b.default else ', not run by default'})"
         for b in BENCHMARKS.values()
     )
     p = argparse.ArgumentParser(
-        prog="python -m transmiter.bench", description=__doc__.split("\n\n")[1], epilog=f"benchmarks: {names}"
+        prog="python -m bench", description=__doc__.split("\n\n")[1], epilog=f"benchmarks: {names}"
     )
     p.add_argument(
         "--only", nargs="+", metavar="NAME", help="run only these benchmarks (e.g. --only transfer cache)"
@@ -60,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from transmiter.bench.core import BenchOptions, machine_info
-    from transmiter.bench.report import WIDTH, print_rich, write_json, write_markdown
-    from transmiter.bench.suite import BENCHMARKS, resolve, run_suite
+    from bench.core import BenchOptions, machine_info
+    from bench.report import WIDTH, print_rich, write_json, write_markdown
+    from bench.suite import BENCHMARKS, resolve, run_suite
 
     console = Console(width=max(WIDTH, Console().width))
     if args.list:
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k, v in machine.items()
     }
     print_rich(records, machine, console)
-    command = "python -m transmiter.bench " + " ".join(
+    command = "python -m bench " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
     if args.write:

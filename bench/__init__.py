@@ -1,10 +1,10 @@
 """The benchmark suite: side-by-side measurements reported as ratios with their absolute figures.
 
     make bench                                              # everything but the demo; writes experiments/bench/README.md
-    python -m transmiter.bench --only transfer cache --quick
-    python -m transmiter.bench --only demo --demo-cmd "make demo"
+    python -m bench --only transfer cache --quick
+    python -m bench --only demo --demo-cmd "make demo"
 
-    from transmiter.bench import BenchOptions, run_suite
+    from bench import BenchOptions, run_suite
     records = run_suite(["flops"], BenchOptions(tiny=True))   # [BenchRecord(name="flops[tm-tiny-ViT]", ...)]
 
 Benchmarks (module, record names):
@@ -21,7 +21,7 @@ Benchmarks (module, record names):
 These are measurements, not tests: nothing asserts a timing, and the suite exits 0 when a goal is missed.
 """
 
-from transmiter.bench.core import BenchOptions, BenchRecord, Goal
-from transmiter.bench.suite import BENCHMARKS, resolve, run_suite
+from bench.core import BenchOptions, BenchRecord, Goal
+from bench.suite import BENCHMARKS, resolve, run_suite
 
 __all__ = ["BENCHMARKS", "BenchOptions", "BenchRecord", "Goal", "resolve", "run_suite"]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from transmiter.bench.core import BenchRecord
+from bench.core import BenchRecord
 
 STYLE = {"pass": "bold green", "fail": "bold red", "n/a": "dim", "skipped": "yellow", "error": "bold magenta"}
 _SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"))

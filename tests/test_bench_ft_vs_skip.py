@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from transmiter.methods.finetune_bench import SolidColourDataset, compare_ft_vs_skip, register_tiny_config
+from bench.ft_vs_skip import compare_ft_vs_skip
+from tests.toys import SolidColourDataset, register_tiny_config
 
 
 def test_solid_colour_dataset():
