@@ -29,7 +29,8 @@ def fake_run(
 ):
     """A RunContext over a fake dataset written under `tmp` (data, cache and outputs all inside it)."""
     from transmiter.config import compose_config
-    from transmiter.context import RunContext, dataset_spec_from_config
+    from transmiter.config.instantiate import dataset_spec_from_config
+    from transmiter.context import RunContext
     from transmiter.data.fake import write_fake_dataset
 
     overrides = [
@@ -63,9 +64,9 @@ def meta_model(arch: str):
     """An open_clip model built on the meta device (no memory, no init time): for FLOP counting."""
     import open_clip
 
-    from transmiter.models.clip import _register_project_models
+    from transmiter.models.clip import register_project_models
 
-    _register_project_models()
+    register_project_models()
     with quiet(), torch.device("meta"):
         model = open_clip.create_model(arch, pretrained=None, device="meta")
     size = model.visual.image_size

@@ -54,8 +54,8 @@ def fit_lightning(
     inputs, teacher, *, epochs: int = 1, device: str = "cpu", seed: int = 0, limit_batches: int | None = None
 ) -> float:
     """Seconds of `trainer.fit(AdapterFitModule)` (Trainer construction included, module built before)."""
-    from transmiter.trainers import build_trainer
     from transmiter.methods.adapter_fit import AdapterFitModule
+    from transmiter.trainers import build_trainer
     from transmiter.transfer.logit_data import LogitPairDataModule
 
     module = AdapterFitModule(K=inputs.shape[1], seed=seed)

@@ -10,8 +10,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from transmiter.config import CONFIG_DIR, ConfigError, validate_config
-from transmiter.context import dataset_spec_from_config
-from transmiter.config.instantiate import instantiate
+from transmiter.config.instantiate import dataset_spec_from_config, instantiate
 from transmiter.reporting.records import resolved_config
 
 GROUPS = ["model", "dataset", "method", "pair", "setting", "trainer", "logger", "experiment"]

@@ -11,7 +11,8 @@ from open_clip.model import CLIP
 from torch.utils.data import DataLoader
 
 from tests.toys import SolidColourDataset, register_tiny_config
-from transmiter.methods.finetune import FINETUNE_SETTINGS, FinetuneCLIP, NonFiniteLossError, prompt_texts
+from transmiter.callbacks import NonFiniteLossError, NonFiniteLossGuard
+from transmiter.methods.finetune import FINETUNE_SETTINGS, FinetuneCLIP, prompt_texts
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Your `IterableDataset` has `__len__` defined"),
@@ -156,7 +157,10 @@ def test_non_finite_loss_stops_training_and_keeps_last_good_checkpoint(tmp_path)
     module = FinetuneCLIP(model, tok, data.classnames, epochs=3)
     ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_epochs=1, save_top_k=-1)
     t = trainer(
-        max_epochs=3, limit_train_batches=1, callbacks=[ckpt, _PoisonAtEpoch()], enable_checkpointing=True
+        max_epochs=3,
+        limit_train_batches=1,
+        callbacks=[ckpt, _PoisonAtEpoch(), NonFiniteLossGuard()],
+        enable_checkpointing=True,
     )
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, global step 1.*learning rate"):
         t.fit(module, DataLoader(data, batch_size=4))

@@ -105,9 +105,9 @@ def test_tuned_checkpoint_of_a_quick_gelu_model_reloads_with_quick_gelu(compose,
     as (OpenAI weights use QuickGELU; a checkpoint file alone loads as GELU)."""
     from open_clip.transformer import QuickGELU
 
-    from transmiter.context import RunContext, dataset_spec_from_config
+    from transmiter.config.instantiate import dataset_spec_from_config, instantiate
+    from transmiter.context import RunContext
     from transmiter.data.fake import write_fake_dataset
-    from transmiter.config.instantiate import instantiate
     from transmiter.stages import StageResult
 
     cfg = compose(

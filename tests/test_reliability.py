@@ -60,7 +60,8 @@ import torch
 
 from transmiter.app import run
 from transmiter.config import ConfigError, validate_config
-from transmiter.context import RunContext, dataset_spec_from_config
+from transmiter.config.instantiate import dataset_spec_from_config
+from transmiter.context import RunContext
 from transmiter.data.dataset import drop_unreadable_images
 from transmiter.data.errors import DatasetError
 from transmiter.data.fake import write_fake_dataset
@@ -298,8 +299,8 @@ class _Ctx:
 def test_non_finite_loss_in_a_stage_names_the_last_good_checkpoint(tmp_path):
     import lightning as L
 
+    from transmiter.callbacks import NonFiniteLossError
     from transmiter.methods.adapter_fit import AdapterFitModule
-    from transmiter.methods.finetune import NonFiniteLossError
     from transmiter.transfer.logit_data import LogitPairDataModule
 
     class Poison(L.Callback):

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
 from tests.toys import SolidColourDataset, register_tiny_config
-from transmiter.distributed import ShutdownSpawnedProcessGroup
+from transmiter.callbacks import ShutdownSpawnedProcessGroup
 from transmiter.methods.finetune import FinetuneCLIP
 from transmiter.methods.skip_tuning import SkipTuningCLIP
 

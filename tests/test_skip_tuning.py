@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from tests.toys import SolidColourDataset, register_tiny_config
-from transmiter.methods.finetune import NonFiniteLossError
+from transmiter.callbacks import NonFiniteLossError, NonFiniteLossGuard
 from transmiter.methods.skip_tuning import (
     EPOCH_DIVISORS,
     SKIP_TUNING_SETTINGS,
@@ -321,7 +321,7 @@ def test_non_finite_loss_error(tmp_path):
     data = SolidColourDataset(2, 4)
     module = SkipTuningCLIP(model, tok, data.classnames, train_dataset=data, epochs=3)
     ckpt = ModelCheckpoint(dirpath=tmp_path, every_n_epochs=1, save_top_k=-1)
-    t = trainer(max_epochs=3, callbacks=[ckpt, _Poison()], enable_checkpointing=True)
+    t = trainer(max_epochs=3, callbacks=[ckpt, _Poison(), NonFiniteLossGuard()], enable_checkpointing=True)
     with pytest.raises(NonFiniteLossError, match="SkipTuningCLIP: non-finite training loss .* at epoch 1"):
         t.fit(module)
     assert [p.name for p in tmp_path.glob("*.ckpt")] == ["epoch=0-step=2.ckpt"]
@@ -400,9 +400,9 @@ def test_epoch_level_train_metrics_are_synced_across_ranks():
 
 def test_token_cache_dir_is_not_part_of_the_stage_identity(compose, tmp_path, monkeypatch):
     """Where the token cache lives changes no result: a stage trained in memory is reused with a cache_dir."""
-    from transmiter.context import RunContext, dataset_spec_from_config
+    from transmiter.config.instantiate import dataset_spec_from_config, instantiate
+    from transmiter.context import RunContext
     from transmiter.data.fake import write_fake_dataset
-    from transmiter.config.instantiate import instantiate
 
     identities = []
 

@@ -13,7 +13,7 @@ from omegaconf import open_dict
 
 from transmiter.app import guard_multirun_ddp, run
 from transmiter.config import ConfigError
-from transmiter.context import dataset_spec_from_config
+from transmiter.config.instantiate import dataset_spec_from_config
 from transmiter.data.fake import write_fake_dataset
 from transmiter.methods.transmiter import DIAGNOSTIC_ROWS
 from transmiter.reporting.records import load_records

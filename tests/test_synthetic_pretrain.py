@@ -18,8 +18,9 @@ from transmiter.synthetic.architectures import (
     register_synthetic_models,
     synthetic_model_config,
 )
+from transmiter.synthetic.batches import draw_batch
 from transmiter.synthetic.captions import parse_caption
-from transmiter.synthetic.world import PRETRAIN_DISTRIBUTION, draw_batch
+from transmiter.synthetic.world import PRETRAIN_DISTRIBUTION
 
 
 def _tiny(model: str = WEAK_MODEL, **kw) -> pt.PretrainConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from transmiter.synthetic.batches import draw_batch
 from transmiter.synthetic.captions import caption_scenes, parse_caption
 from transmiter.synthetic.world import (
     BG_COLOURS,
@@ -13,7 +14,6 @@ from transmiter.synthetic.world import (
     PRETRAIN_DISTRIBUTION,
     SHAPES,
     SceneDistribution,
-    draw_batch,
     render_scenes,
     sample_scenes,
 )

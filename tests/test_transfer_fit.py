@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from transmiter.distributed import ShutdownSpawnedProcessGroup
+from transmiter.callbacks import ShutdownSpawnedProcessGroup
 from transmiter.methods.adapter_fit import AdapterFitModule
 from transmiter.methods.transmiter_plus import TransMiterPlusModule
 from transmiter.transfer.adapter import LogitAdapter, standardize_logits
@@ -246,8 +246,8 @@ def test_non_finite_logits_stop_fitting_and_name_the_checkpoint(tmp_path):
     import pytest
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from transmiter.callbacks import NonFiniteLossError, NonFiniteLossGuard
     from transmiter.methods.adapter_fit import AdapterFitModule
-    from transmiter.methods.finetune import NonFiniteLossError
     from transmiter.transfer.logit_data import LogitPairDataModule
 
     torch.manual_seed(0)
@@ -257,7 +257,11 @@ def test_non_finite_logits_stop_fitting_and_name_the_checkpoint(tmp_path):
     module = AdapterFitModule(K=32, seed=0)
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_epochs=1)
     trainer = L.Trainer(
-        max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[ckpt]
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        callbacks=[ckpt, NonFiniteLossGuard()],
     )
     with pytest.raises(NonFiniteLossError, match="non-finite"):
         trainer.fit(module, datamodule=dm)
@@ -282,9 +286,9 @@ _PIPELINE = [
 def _pipeline(compose, tmp_path, *overrides):
     """(cfg, ctx, method) for TransMiter+ on a fake 6-class dataset with 10 training images per class
     (3 base classes; the setting's few-shot split takes 4 of them)."""
-    from transmiter.context import RunContext, dataset_spec_from_config
+    from transmiter.config.instantiate import dataset_spec_from_config, instantiate
+    from transmiter.context import RunContext
     from transmiter.data.fake import write_fake_dataset
-    from transmiter.config.instantiate import instantiate
 
     cfg = compose([*_PIPELINE, f"paths.output_dir={tmp_path / 'run'}", *overrides])
     write_fake_dataset(
@@ -318,8 +322,8 @@ def test_transmiter_plus_pipeline_transfer_artifacts_costs_and_adapter_options(
     import transmiter.transfer.artifact as artifact_mod
     import transmiter.transfer.logit_data as logit_data_mod
     import transmiter.transfer.transfer as transfer_mod
-    from transmiter.context import RunContext
     from transmiter.config.instantiate import instantiate
+    from transmiter.context import RunContext
     from transmiter.transfer.artifact import config_hash, read_artifact_metadata
 
     calls: dict[str, list] = {"distributed": [], "loads": [], "train_rows": []}

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from transmiter.app import run
-from transmiter.context import RunContext, dataset_spec_from_config
+from transmiter.config.instantiate import dataset_spec_from_config
+from transmiter.context import RunContext
 from transmiter.data.fake import write_fake_dataset
 from transmiter.evaluation.metrics import harmonic_mean
 from transmiter.reporting.records import load_records

@@ -9,23 +9,21 @@ Returns (and prints) the run's metrics; the results record is `<run dir>/results
 
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from transmiter.config.compose import CONFIG_DIR
-from transmiter.config.validate import validate_config
-
-log = logging.getLogger("transmiter")
+from transmiter.config.validate import ConfigError, validate_config
+from transmiter.planning import describe_job, job_status
 
 
 def guard_multirun_ddp(cfg: DictConfig) -> None:
     """Refuse --multirun with Lightning's re-executing `ddp` strategy on more than one device unless
-    SLURM (submitit) creates the processes (engineering.md §3, pitfall 3)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
+    SLURM (submitit) creates the processes: Lightning's launcher would start one sweep per device."""
     if not HydraConfig.initialized():
         return
     hc = HydraConfig.get()
@@ -44,8 +42,6 @@ def guard_multirun_ddp(cfg: DictConfig) -> None:
         and many
         and "submitit" not in launcher
     ):
-        from transmiter.config.validate import ConfigError
-
         raise ConfigError(
             "trainer.strategy=ddp cannot run under --multirun with a local launcher: Lightning re-executes the "
             "command once per GPU and every copy starts its own sweep (Lightning issue 11300). Use "
@@ -55,16 +51,9 @@ def guard_multirun_ddp(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """One job: everything a Hydra run does, callable from tests with a composed config."""
-    from pathlib import Path
+    """One job: everything a Hydra run does, callable from tests with a composed config.
 
-    import lightning as L
-
-    from transmiter.context import RunContext
-    from transmiter.distributed import begin_job
-    from transmiter.config.instantiate import instantiate
-    from transmiter.planning import describe_job, job_status
-
+    The config is checked before torch, Lightning or open_clip are imported, so a bad value answers at once."""
     guard_multirun_ddp(cfg)
     output_dir = Path(str(cfg.paths.output_dir)).resolve()
     if cfg.get("dry_run"):
@@ -77,92 +66,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
         )
         return {}
     validate_config(cfg)
-    # Name the job for its DDP ranks: they share stage decisions through it (transmiter.stages)
-    begin_job()
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    ctx = RunContext.from_config(cfg)
-    method = instantiate(cfg.method)
-    try:
-        return _run_method(cfg, ctx, method)
-    finally:
-        finish_tracking(ctx)
+    from transmiter.job import run_job  # the heavy layers (torch, Lightning, open_clip) start here
 
-
-def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
-    from transmiter.planning import mark_done
-    from transmiter.reporting.records import resolved_config, write_record
-
-    if ctx.logger:
-        ctx.logger.log_hyperparams(resolved_config(cfg))
-    with ctx.timed("total_s"):
-        outcome = method(ctx)
-    # A study job returns several rows (one record each); a single method returns one.
-    results = outcome if isinstance(outcome, list) else [outcome]
-    paths = []
-    for result in results:
-        path = write_record(ctx, result, subdir=None if len(results) == 1 else result.slug)
-        metrics = {k: round(v, 2) for k, v in result.metrics.items()}
-        log.info(
-            "%s | %s | %s | seed %s: %s  (record: %s)",
-            result.row,
-            cfg.dataset.name,
-            cfg.setting.name,
-            cfg.seed,
-            metrics,
-            path,
-        )
-        print(f"{result.row} | {cfg.dataset.name} | {cfg.setting.name} | seed {cfg.seed}: {metrics}")
-        paths.append(str(path))
-    log_results(ctx, results)
-    mark_done(ctx.output_dir, paths, {r.row: r.metrics for r in results})
-    return results[-1].metrics
-
-
-def log_results(ctx, results) -> None:
-    """Final figures of every row, and a results table, into the job's tracker run."""
-    logger = ctx.logger
-    if not logger:
-        return
-    if hasattr(logger, "_prefix"):
-        logger._prefix = ""
-    flat = {}
-    for r in results:
-        for k, v in {
-            **r.metrics,
-            **{f"cost/{c}": x for c, x in r.costs.items() if isinstance(x, int | float)},
-        }.items():
-            flat[f"results/{r.row}/{k}"] = float(v)
-    logger.log_metrics(flat)
-    if hasattr(logger, "log_table"):
-        columns = ["dataset", "setting", "seed", "method", "base", "novel", "hm", "protocol"]
-        rows = [
-            [
-                ctx.cfg.dataset.name,
-                ctx.cfg.setting.name,
-                ctx.seed,
-                r.row,
-                r.metrics.get("base"),
-                r.metrics.get("novel"),
-                r.metrics.get("hm"),
-                r.protocol,
-            ]
-            for r in results
-        ]
-        logger.log_table(key="results", columns=columns, data=rows)
-
-
-def finish_tracking(ctx) -> None:
-    """Close the job's wandb run (always: several jobs may share a process under multirun)."""
-    logger = ctx._models.get("_logger")
-    if logger:
-        logger.finalize("success")
-    try:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
-    except ImportError:
-        pass
+    return run_job(cfg)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -17,15 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, open_dict
 
+from transmiter.config.instantiate import dataset_spec_from_config, instantiate
 from transmiter.features.store import ArrayCache
-from transmiter.config.instantiate import instantiate
-from transmiter.trainers import build_trainer
-
-
-def absolute(path: Any) -> Path:
-    return Path(str(path)).expanduser().resolve()
+from transmiter.io import absolute
+from transmiter.trainers import build_logger, build_trainer
 
 
 @dataclass
@@ -58,9 +56,7 @@ class RunContext:
     # --- derived contexts (study jobs) ---------------------------------------------------------
     def with_model(self, model_node) -> RunContext:
         """The same run with another `model` (caches, splits and loaded models shared)."""
-        from transmiter.methods.study import _copy_cfg_with_model
-
-        return dataclasses.replace(self, cfg=_copy_cfg_with_model(self.cfg, model_node))
+        return dataclasses.replace(self, cfg=config_with_model(self.cfg, model_node))
 
     def fresh_timings(self) -> RunContext:
         """The same run with its own timing and stage-output books (one results record per row)."""
@@ -114,8 +110,6 @@ class RunContext:
     @property
     def logger(self) -> Any:
         """The job's experiment logger (one per job: one wandb run), or False."""
-        from transmiter.trainers import build_logger
-
         if "_logger" not in self._models:
             self._models["_logger"] = build_logger(self.cfg.get("logger"))
         return self._models["_logger"]
@@ -225,21 +219,9 @@ class RunContext:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
 
-_SPEC_EXTRAS = ("templates", "epoch_divisor", "train_crop_scale", "on_corrupt_image")
-
-
-def dataset_spec_from_config(node: DictConfig):
-    """The DatasetSpec of a `conf/dataset/*` node (its template overrides and epoch rule stay in cfg)."""
-    from transmiter.data.spec import DatasetSpec
-
-    data = OmegaConf.to_container(node, resolve=True)
-    assert isinstance(data, dict)
-    data.pop("_target_", None)
-    for key in _SPEC_EXTRAS:
-        data.pop(key, None)
-    return DatasetSpec(**data)
-
-
-def dataset_templates(node: DictConfig) -> dict[str, list[str]]:
-    t = node.get("templates") or {}
-    return {str(k): [str(x) for x in v] for k, v in OmegaConf.to_container(t, resolve=True).items()}  # type: ignore[union-attr]
+def config_with_model(cfg: DictConfig, model_node) -> DictConfig:
+    """A copy of `cfg` whose `model` is `model_node` (a study runs single-model methods on each role)."""
+    new = copy.deepcopy(cfg)
+    with open_dict(new):
+        new.model = copy.deepcopy(model_node)
+    return new

@@ -1,17 +1,4 @@
-"""Process-group hygiene for Lightning's spawn-based DDP (``strategy=ddp_spawn``, e.g. ``trainer=ddp_cpu``).
-
-Usage::
-
-    trainer = L.Trainer(strategy="ddp_spawn", devices=2, callbacks=[ShutdownSpawnedProcessGroup()])
-
-:func:`transmiter.trainers.build_trainer` adds the callback to every trainer it builds; it is a no-op
-outside spawned workers.
-
-Why: a spawned worker that leaves ``fit`` while its gloo process group is still alive races its peer at
-interpreter exit. Rank 1 returns at once while rank 0 still writes the weights it hands back to the parent,
-and gloo's background threads can then abort the exiting process ("terminate called without an active
-exception", SIGABRT), which fails a run that had finished correctly. The callback makes every rank meet at a
-barrier once the stage is over and then tears the group down in order.
+"""Which process of a multi-process job this is.
 
 Ranks of a re-executing launcher (``strategy=ddp`` under torchrun, SLURM or Lightning's own subprocess
 launcher): every rank runs the whole app, so file outputs must come from one of them. ::
@@ -21,7 +8,7 @@ launcher): every rank runs the whole app, so file outputs must come from one of 
     job_token()            # the name every rank of this job sees (None outside a named job)
 
 Under ``ddp_spawn`` only the main process runs the app (it is rank 0 for all of this); its workers live inside
-``fit``.
+``fit``. Only torch.distributed and the launchers' environment variables are read here.
 """
 
 from __future__ import annotations
@@ -29,25 +16,9 @@ from __future__ import annotations
 import os
 import uuid
 
-import lightning as L
 import torch.distributed as dist
 
 JOB_ENV = "TRANSMITER_JOB_ID"
-
-
-def _in_spawned_worker(trainer: L.Trainer) -> bool:
-    from lightning.pytorch.strategies.launchers.multiprocessing import _MultiProcessingLauncher
-
-    return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
-
-
-class ShutdownSpawnedProcessGroup(L.Callback):
-    """At the end of a stage inside a ``ddp_spawn`` worker: barrier, then ``destroy_process_group``."""
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if dist.is_available() and dist.is_initialized() and _in_spawned_worker(trainer):
-            dist.barrier()
-            dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------------------------------------

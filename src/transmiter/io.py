@@ -77,6 +77,11 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256", digest_size:
         return hashlib.file_digest(handle, factory).hexdigest()
 
 
+def absolute(path: str | os.PathLike) -> Path:
+    """`path` with `~` expanded, made absolute (config paths are relative to the launch folder)."""
+    return Path(str(path)).expanduser().resolve()
+
+
 def soft_locks() -> bool:
     return os.environ.get(SOFT_LOCKS_ENV, "0").lower() not in ("0", "", "false", "no")
 

@@ -54,8 +54,8 @@ def _data_status(cfg: DictConfig) -> str:
 
 
 def _weights_status(cfg: DictConfig) -> str:
-    from transmiter.config.validate import uses_pair
     from transmiter.config.instantiate import instantiate
+    from transmiter.config.validate import uses_pair
     from transmiter.models.clip import weights_available
 
     nodes = {"model": cfg.get("model")}

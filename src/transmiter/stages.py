@@ -40,6 +40,7 @@ from transmiter.features.store import ArrayCache, canonical_json
 from transmiter.io import atomic_write, file_lock
 
 DONE_FILE = "stage.json"
+CHECKPOINT_DIR = "checkpoints"  # resume checkpoints of a training stage, inside its folder
 POLL_S = 0.2  # how often a waiting rank looks for rank 0's decision or publication
 
 log = logging.getLogger("transmiter")
@@ -120,7 +121,6 @@ class StageStore:
         outputs rank 0 published. Without a job name (`decision` None) nothing tells this rank what rank 0
         decided, so it runs `fn` at once; the app always names its jobs (transmiter.distributed.begin_job)."""
         from transmiter.distributed import global_rank_label
-        from transmiter.methods.resume import CHECKPOINT_DIR
 
         parent = os.getppid()
         announced = False

@@ -1,7 +1,7 @@
 """The Lightning Trainer and experiment logger every stage uses, built from `conf/trainer` and `conf/logger`.
 
-    trainer = build_trainer(cfg.trainer, purpose="eval", root_dir=output_dir)
-    logger = build_logger(cfg.logger)                   # False for logger=none
+trainer = build_trainer(cfg.trainer, purpose="eval", root_dir=output_dir)
+logger = build_logger(cfg.logger)                   # False for logger=none
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from transmiter.callbacks import ShutdownSpawnedProcessGroup
 from transmiter.config.instantiate import instantiate
-from transmiter.distributed import ShutdownSpawnedProcessGroup
 
 
 def quiet_lightning_banners() -> None:
@@ -70,3 +70,11 @@ def build_logger(logger_cfg: DictConfig | None) -> Any:
     if logger_cfg is None or logger_cfg.get("_target_") in (None, "null"):
         return False
     return instantiate(logger_cfg)
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The Trainer running `module`, or None when the module is used on its own (plain forward, tests)."""
+    try:
+        return module.trainer
+    except RuntimeError:  # Lightning's "is not attached to a `Trainer`"
+        return None

@@ -2,6 +2,7 @@
 OmegaConf container to plain Python).
 
     spec = instantiate(cfg.model)                       # -> ModelSpec
+    dataset = dataset_spec_from_config(cfg.dataset)     # -> DatasetSpec (templates and epoch rule stay in cfg)
 """
 
 from __future__ import annotations
@@ -9,9 +10,30 @@ from __future__ import annotations
 from typing import Any
 
 from hydra.utils import instantiate as _hydra_instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from transmiter.data.spec import DatasetSpec
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:
     """hydra.utils.instantiate with `_convert_="all"`: objects and checkpoints hold plain dicts and lists,
     never OmegaConf containers (which pickle with their whole parent config and break weights-only loads)."""
     return _hydra_instantiate(node, _convert_="all", **kwargs)
+
+
+_SPEC_EXTRAS = ("templates", "epoch_divisor", "train_crop_scale", "on_corrupt_image")
+
+
+def dataset_spec_from_config(node: DictConfig):
+    """The DatasetSpec of a `conf/dataset/*` node (its template overrides and epoch rule stay in cfg)."""
+    data = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(data, dict)
+    data.pop("_target_", None)
+    for key in _SPEC_EXTRAS:
+        data.pop(key, None)
+    return DatasetSpec(**data)
+
+
+def dataset_templates(node: DictConfig) -> dict[str, list[str]]:
+    t = node.get("templates") or {}
+    return {str(k): [str(x) for x in v] for k, v in OmegaConf.to_container(t, resolve=True).items()}  # type: ignore[union-attr]

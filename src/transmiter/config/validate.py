@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from transmiter.config.instantiate import dataset_spec_from_config, instantiate
 from transmiter.models.templates import TEMPLATE_KINDS
 
 SUBSETS = ("all", "base", "new")
@@ -103,7 +104,6 @@ def validate_config(cfg: DictConfig, check_data: bool = True) -> None:
 
 
 def _validate_model(cfg: DictConfig) -> None:
-    from transmiter.config.instantiate import instantiate
     from transmiter.models.clip import ModelError
 
     nodes = {"model": cfg.get("model")}
@@ -230,12 +230,12 @@ def _validate_omega(cfg: DictConfig, key: str, module: DictConfig, model_key: st
     """0 <= ω <= depth of the image tower (and text_omega for the text tower) of the model at `model_key`."""
     import open_clip
 
-    from transmiter.models.clip import _register_project_models
+    from transmiter.models.clip import register_project_models
 
     node = OmegaConf.select(cfg, model_key)
     if node is None or "arch" not in node:
         return
-    _register_project_models()
+    register_project_models()
     arch_cfg = open_clip.get_model_config(str(node.arch)) or {}
     depths = {
         "omega": (arch_cfg.get("vision_cfg") or {}).get("layers"),
@@ -262,8 +262,6 @@ def uses_pair(cfg: DictConfig) -> bool:
 
 def _validate_dataset(cfg: DictConfig) -> None:
     """The dataset folder and its split definition must exist (a full check: `transmiter data check`)."""
-    from transmiter.context import dataset_spec_from_config
-
     spec = dataset_spec_from_config(cfg.dataset)
     root = Path(str(cfg.paths.data_dir)).expanduser().resolve() / spec.folder
     if not root.is_dir():

@@ -17,6 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import MulticlassAccuracy
 
+from transmiter.trainers import attached_trainer
+
 
 class LinearHead(nn.Module):
     """Zero-shot classifier: logits = features @ headᵀ (the head already carries the logit scale)."""
@@ -54,8 +56,9 @@ class ScoreEvaluator(L.LightningModule):
         from transmiter.data.samplers import UnrepeatedDistributedSampler
 
         dataset = TensorDataset(self.inputs, self.labels)
-        world = self.trainer.world_size if self._trainer is not None else 1
-        rank = self.trainer.global_rank if self._trainer is not None else 0
+        trainer = attached_trainer(self)
+        world = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if trainer is not None else 0
         sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler)
 

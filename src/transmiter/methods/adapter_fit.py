@@ -39,7 +39,7 @@ from torch import Tensor
 
 from transmiter.transfer.adapter import LogitAdapter
 from transmiter.transfer.logit_data import LogitPairDataModule, LogitPairDataset
-from transmiter.transfer.training import LogitNoise, WarmupCosine, distillation_kl, stop_on_non_finite
+from transmiter.transfer.training import LogitNoise, WarmupCosine, distillation_kl
 
 __all__ = ["DEFAULT_EPOCHS", "AdapterFitModule", "LogitPairDataModule", "LogitPairDataset"]
 
@@ -122,7 +122,6 @@ class AdapterFitModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self._step(batch, "train", augment=True)
-        stop_on_non_finite(self, loss, batch_idx)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

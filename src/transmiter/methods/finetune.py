@@ -40,8 +40,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from transmiter.methods.schedules import build_epoch_scheduler
 from transmiter.models.towers import encode_text, freeze_for_finetuning, trim_text_tokens
+from transmiter.trainers import attached_trainer
 
-__all__ = ["FINETUNE_SETTINGS", "ClipTuningModule", "FinetuneCLIP", "NonFiniteLossError", "prompt_texts"]
+__all__ = ["FINETUNE_SETTINGS", "ClipTuningModule", "FinetuneCLIP", "prompt_texts"]
 
 # skip_tuning.md §3, FT baseline (`vit_b16_ep10_bs4`; the cross-dataset YAML uses 4 epochs). Batch 4 is the
 # DataModule's; FT never applies the Skip Tuning epoch divisor.
@@ -67,10 +68,6 @@ FINETUNE_SETTINGS: dict[str, dict] = {
 }
 
 TEXT_CHUNK = 256  # prompts per text-encoder call when building evaluation heads
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; training stops so the last good checkpoint survives."""
 
 
 def prompt_texts(classnames: Sequence[str], template: str) -> list[str]:
@@ -239,24 +236,8 @@ class ClipTuningModule(L.LightningModule):
         return out
 
     # -- training helpers ----------------------------------------------------------------------------------
-    def check_finite_loss(self, loss: torch.Tensor, batch_idx: int) -> None:
-        """Raise NonFiniteLossError on every rank when any rank's loss is NaN / inf."""
-        bad = not bool(torch.isfinite(loss.detach()).all())
-        trainer = self._trainer
-        if trainer is not None and trainer.world_size > 1:
-            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
-        if bad:
-            epoch = trainer.current_epoch if trainer is not None else "?"
-            step = trainer.global_step if trainer is not None else "?"
-            raise NonFiniteLossError(
-                f"{type(self).__name__}: non-finite training loss ({loss.detach().float().item()} on this rank) "
-                f"at epoch {epoch}, global step {step}, batch {batch_idx}. Training stopped; a ModelCheckpoint "
-                "keeps the last good checkpoint. Try a lower learning rate, fp32 or bf16-mixed precision "
-                "(not fp16), and check the inputs for NaN/inf."
-            )
-
     def warn_epoch_mismatch(self, epochs: int) -> None:
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is not None and trainer.max_epochs not in (None, -1, epochs):
             rank_zero_warn(
                 f"{type(self).__name__}: the cosine schedule spans {epochs} epochs but Trainer(max_epochs="
@@ -320,7 +301,6 @@ class FinetuneCLIP(ClipTuningModule):
     def training_step(self, batch, batch_idx: int):
         images, labels = batch[0], batch[1]
         loss = self.compute_loss(images, labels)
-        self.check_finite_loss(loss, batch_idx)
         bs = labels.shape[0]
         # the same keys Lightning gives on_step+on_epoch; the epoch mean is reduced over DDP ranks
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)

@@ -47,9 +47,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from transmiter.callbacks import NonFiniteLossGuard
+from transmiter.stages import CHECKPOINT_DIR
+
 log = logging.getLogger("transmiter")
 
-CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 FAULT_ENV = "TRANSMITER_FAULT_KILL"
 HOLD_ENV = "TRANSMITER_FAULT_HOLD"
@@ -126,7 +128,7 @@ def fit_resumable(
         every_n_epochs=1,
         enable_version_counter=False,
     )
-    all_callbacks: list[L.Callback] = [checkpoint, RandomStateCheckpoint(), *callbacks]
+    all_callbacks: list[L.Callback] = [checkpoint, RandomStateCheckpoint(), NonFiniteLossGuard(), *callbacks]
     all_callbacks += [f for f in (FaultInjection.from_env(purpose), HoldInjection.from_env(purpose)) if f]
     trainer = ctx.make_trainer(
         "train",

@@ -70,6 +70,7 @@ from transmiter.models.towers import (
     text_back,
     text_front,
 )
+from transmiter.trainers import attached_trainer
 
 __all__ = [
     "EPOCH_DIVISORS",
@@ -432,11 +433,11 @@ class SkipTuningCLIP(ClipTuningModule):
         self.batch_sampler = None
 
     def current_training_epoch(self) -> int:
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         return trainer.current_epoch if trainer is not None else self._manual_epoch
 
     def _world(self) -> tuple[int, int]:
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is not None:
             return trainer.world_size, trainer.global_rank
         return 1, 0
@@ -478,7 +479,7 @@ class SkipTuningCLIP(ClipTuningModule):
 
     # -- caches --------------------------------------------------------------------------------------------
     def _precision_context(self):
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         return trainer.precision_plugin.forward_context() if trainer is not None else nullcontext()
 
     @torch.no_grad()
@@ -569,7 +570,6 @@ class SkipTuningCLIP(ClipTuningModule):
                 "dataloaders (or have the DataModule return module.train_dataloader())."
             )
         loss, kept = self.compute_loss(tokens, labels)
-        self.check_finite_loss(loss, batch_idx)
         bs = labels.shape[0]
         # step values as they are; epoch means reduced over DDP ranks (the keys on_step+on_epoch would give)
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=bs)

@@ -20,8 +20,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from omegaconf import open_dict
-
 from transmiter.methods.base import MethodResult
 
 ROLES = ("source", "target")
@@ -155,10 +153,3 @@ class Study:
             extra={"role": role, "skipped": reason},
             timings={"total_s": 0.0},
         )
-
-
-def _copy_cfg_with_model(cfg, model_node):
-    new = copy.deepcopy(cfg)
-    with open_dict(new):
-        new.model = copy.deepcopy(model_node)
-    return new

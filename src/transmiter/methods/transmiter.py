@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from transmiter.context import dataset_templates
+from transmiter.config.instantiate import dataset_templates
 from transmiter.evaluation.clip_eval import split_features
 from transmiter.evaluation.evaluate import evaluate_scores
 from transmiter.evaluation.metrics import summarize_groups

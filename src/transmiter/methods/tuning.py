@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from transmiter.context import dataset_templates
+from transmiter.config.instantiate import dataset_templates
 from transmiter.evaluation.clip_eval import evaluate_clip
 from transmiter.evaluation.metrics import summarize_groups
 from transmiter.methods.base import MethodResult

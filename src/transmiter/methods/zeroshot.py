@@ -8,7 +8,7 @@ in base2base all classes are scored together.
 
 from __future__ import annotations
 
-from transmiter.context import dataset_templates
+from transmiter.config.instantiate import dataset_templates
 from transmiter.evaluation.clip_eval import evaluate_clip
 from transmiter.evaluation.metrics import summarize_groups
 from transmiter.methods.base import MethodResult

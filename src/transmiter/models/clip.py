@@ -56,7 +56,7 @@ class ModelSpec:
         """Fail fast (no weights touched) on an unknown architecture, tag or missing checkpoint file."""
         import open_clip
 
-        _register_project_models()
+        register_project_models()
         known = open_clip.list_models()
         if self.arch not in known:
             close = difflib.get_close_matches(self.arch, known, n=5, cutoff=0.5)
@@ -153,7 +153,7 @@ class ClipBundle:
 _PROJECT_MODELS_REGISTERED = False
 
 
-def _register_project_models() -> None:
+def register_project_models() -> None:
     """Register the project's own open_clip configs: `tm-tiny-ViT` (random-init smoke tests) and the
     synthetic world's weak and strong models."""
     global _PROJECT_MODELS_REGISTERED

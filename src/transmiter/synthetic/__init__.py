@@ -28,7 +28,7 @@ from typing import Any
 _LAZY = {
     "SceneDistribution": "world",
     "PRETRAIN_DISTRIBUTION": "world",
-    "draw_batch": "world",
+    "draw_batch": "batches",
     "register_synthetic_models": "architectures",
     "WEAK_MODEL": "architectures",
     "STRONG_MODEL": "architectures",

@@ -41,7 +41,8 @@ import numpy as np
 from PIL import Image
 
 from transmiter.io import file_digest, file_lock
-from transmiter.synthetic.world import WORLD_VERSION, SceneDistribution, draw_batch
+from transmiter.synthetic.batches import draw_batch
+from transmiter.synthetic.world import WORLD_VERSION, SceneDistribution
 
 log = logging.getLogger(__name__)
 

@@ -47,12 +47,12 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from transmiter.io import atomic_path, atomic_write, file_digest, file_lock
 from transmiter.synthetic.architectures import register_synthetic_models, synthetic_model_config
+from transmiter.synthetic.batches import draw_batch
 from transmiter.synthetic.world import (
     PRETRAIN_DISTRIBUTION,
     PRETRAIN_EASY_DISTRIBUTION,
     WORLD_VERSION,
     SceneDistribution,
-    draw_batch,
 )
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ is vectorised numpy and deterministic by seed.
 
 Usage::
 
-    from transmiter.synthetic.world import PRETRAIN_DISTRIBUTION, draw_batch
+    from transmiter.synthetic.batches import draw_batch
+    from transmiter.synthetic.world import PRETRAIN_DISTRIBUTION
     batch = draw_batch(PRETRAIN_DISTRIBUTION, 1024, seed=0)
     batch.images            # uint8 (1024, 32, 32, 3)
     batch.captions[0]       # e.g. "a small red striped star on a dotted navy background"
@@ -346,7 +347,7 @@ def _choice(
     return idx[rng.choice(len(idx), size=n, p=p)]
 
 
-def _as_rng(seed: int | Sequence[int] | np.random.Generator) -> np.random.Generator:
+def as_rng(seed: int | Sequence[int] | np.random.Generator) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(seed)
@@ -398,7 +399,7 @@ def sample_scenes(
     in the distribution's allowed lists (a benchmark may pin the class attributes). For scenes with 2 or 3
     objects the size is clamped to the largest size that fits (medium for 2, small for 3).
     """
-    rng = _as_rng(seed)
+    rng = as_rng(seed)
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(_FIXABLE)
     if unknown:
@@ -793,26 +794,3 @@ def render_scenes(scenes: Scenes, *, chunk: int = 2048) -> np.ndarray:
             canvas = canvas + eps * std[:, None, None, None]
         out[idx] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     return out
-
-
-def draw_batch(
-    dist: SceneDistribution,
-    n: int,
-    seed: int | Sequence[int] | np.random.Generator,
-    *,
-    fixed: Mapping[str, Any] | None = None,
-    with_captions: bool = True,
-    caption_style: str = "full",
-) -> SceneBatch:
-    """Sample, render and caption ``n`` scenes (deterministic given the seed).
-
-    ``caption_style``: "full" (varied, any attribute) or "short" (frame + colour + shape), see
-    :func:`transmiter.synthetic.captions.caption_scenes`.
-    """
-    from transmiter.synthetic.captions import caption_scenes
-
-    rng = _as_rng(seed)
-    scenes = sample_scenes(dist, n, rng, fixed=fixed)
-    images = render_scenes(scenes)
-    captions = caption_scenes(scenes, rng, style=caption_style) if with_captions else []
-    return SceneBatch(images=images, scenes=scenes, captions=captions)

@@ -27,6 +27,7 @@ Decisions (details in each module's docstring):
 """
 
 from transmiter.transfer.adapter import AdapterConfig, LogitAdapter, standardize_logits
+from transmiter.transfer.adapter_cost import adapter_cost, adapter_flops_per_sample, adapter_param_count
 from transmiter.transfer.alignment import linear_cka, transfer_figures
 from transmiter.transfer.artifact import (
     AdapterArtifactMeta,
@@ -36,7 +37,6 @@ from transmiter.transfer.artifact import (
     load_adapter_artifact,
     save_adapter_artifact,
 )
-from transmiter.transfer.adapter_cost import adapter_cost, adapter_flops_per_sample, adapter_param_count
 from transmiter.transfer.logit_arithmetic import base_change, eft_logits, ensemble, self_ensemble
 from transmiter.transfer.procrustes import (
     CrossCovariance,

@@ -136,22 +136,3 @@ def distillation_kl(
     log_q = F.log_softmax(student.float() / temperature, dim=-1)
     log_p = F.log_softmax(teacher.float() / teacher_temperature, dim=-1)
     return scale * F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
-
-
-def stop_on_non_finite(module, loss: Tensor, batch_idx: int) -> None:
-    """Raise on every rank when any rank's loss is NaN/inf, so training stops and the last good
-    checkpoint (written each epoch) survives; the caller names its path."""
-    import torch as _torch
-
-    from transmiter.methods.finetune import NonFiniteLossError
-
-    bad = not bool(_torch.isfinite(loss.detach()).all())
-    trainer = getattr(module, "_trainer", None)
-    if trainer is not None and trainer.world_size > 1:
-        bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
-    if bad:
-        epoch = trainer.current_epoch if trainer is not None else "?"
-        raise NonFiniteLossError(
-            f"{type(module).__name__}: non-finite loss at epoch {epoch}, batch {batch_idx}. Check the cached "
-            "logits for NaN/inf (a corrupt feature cache or model) or lower the learning rate."
-        )

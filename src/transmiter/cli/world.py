@@ -34,7 +34,7 @@ def publish(checkpoint: Path, stable: Path) -> Path:
 
 def build(overrides: list[str], scale: str, side_by_side: bool = False) -> dict:
     from transmiter.config import compose_config
-    from transmiter.context import absolute
+    from transmiter.io import absolute
     from transmiter.synthetic.build import build_world
 
     cfg = compose_config(overrides)

@@ -39,8 +39,9 @@ STUDY_DATASETS = (
 
 
 def check(overrides: list[str], only_study: bool = False) -> int:
-    from transmiter.context import absolute, dataset_spec_from_config
+    from transmiter.config.instantiate import dataset_spec_from_config
     from transmiter.data.check import check_dataset
+    from transmiter.io import absolute
 
     choices = [o.split("=", 1)[1] for o in overrides if o.startswith("dataset=")]
     rest = [o for o in overrides if not o.startswith("dataset=")]
@@ -57,8 +58,9 @@ def check(overrides: list[str], only_study: bool = False) -> int:
 
 
 def fake(overrides: list[str], classes: int | None, per_class: str, image_size: int) -> int:
-    from transmiter.context import absolute, dataset_spec_from_config
+    from transmiter.config.instantiate import dataset_spec_from_config
     from transmiter.data.fake import write_fake_dataset
+    from transmiter.io import absolute
 
     cfg = _compose(overrides)
     spec = dataset_spec_from_config(cfg.dataset)

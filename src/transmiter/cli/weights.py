@@ -15,8 +15,8 @@ import argparse
 
 def check(overrides: list[str], allow_download: bool = False) -> int:
     from transmiter.config import compose_config
-    from transmiter.config.validate import uses_pair
     from transmiter.config.instantiate import instantiate
+    from transmiter.config.validate import uses_pair
     from transmiter.models.clip import weights_available
 
     cfg = compose_config(overrides)

@@ -1,0 +1,39 @@
+"""The `transmiter` command: the Hydra app (one job, or a sweep with -m), plus a few sub-commands.
+
+transmiter [hydra overrides]                 run one job (or a sweep with -m)
+transmiter data check dataset=NAME [...]     report what a dataset folder is missing
+transmiter data fake dataset=NAME [...]      write a tiny fake copy of a dataset layout (tests, smoke)
+transmiter report PATH... [--out DIR]        tables (Markdown, CSV) and plots from results records
+transmiter world build [--scale demo|tiny]   pretrain (or reuse) the synthetic world's models and data
+transmiter weights check pair=NAME           report whether a run's pretrained weights are here (exit 1 if not)
+
+Every sub-command imports torch, Lightning and open_clip only once its input is checked, so help texts and
+config errors answer at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from transmiter.app import main as app_main
+
+# sub-command -> the module whose `main(argv)` runs it, imported only when chosen
+SUBCOMMANDS = {
+    "data": "transmiter.cli.data",
+    "report": "transmiter.reporting.report",
+    "world": "transmiter.cli.world",
+    "weights": "transmiter.cli.weights",
+}
+
+
+def main(argv: list[str] | None = None) -> int | None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["help"], ["--commands"]):
+        print(__doc__)
+        return 0
+    if argv and argv[0] in SUBCOMMANDS:
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+    sys.argv = [sys.argv[0], *argv]
+    app_main()
+    return 0
