@@ -84,6 +84,28 @@ def test_unknown_key_is_rejected_with_its_name(compose):
     assert "shotz" in str(err.value.__cause__ or err.value)
 
 
+@pytest.mark.parametrize(
+    "override", ["setting.shots=abc", "method.fit.proj_dim=1.5", "seed=one", "dataset.test_only=maybe"]
+)
+def test_wrong_types_are_rejected_at_composition_with_the_key(compose, override):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose(["method=transmiter", override])
+    assert override.split("=")[0] in str(err.value)
+
+
+def test_every_shipped_config_matches_its_schema(compose):
+    """Each group file is merged onto its typed node (the schema), and its values pass the schema's rules."""
+    from transmiter.config.schema import TransmiterConfig, check_values
+
+    for group, choice in _all_group_files():
+        cfg = compose([f"{group}={choice}"])
+        assert OmegaConf.get_type(cfg) is TransmiterConfig
+        for node in ("dataset", "model", "setting", "pair", "method", "eval", "paths"):
+            schema = OmegaConf.get_type(cfg[node])
+            assert schema.__module__ == "transmiter.config.schema", (group, choice, node, schema)
+        check_values(cfg)
+
+
 def test_unknown_choice_lists_the_options(compose):
     with pytest.raises(ConfigCompositionException) as err:
         compose(["model=ViT-B-99"])
@@ -150,7 +172,6 @@ def test_study_source_finetuner_switch_sets_every_transfer_row(compose, finetune
     ("override", "key"),
     [
         ("method.fit.proj_dim=32", "method.fit.proj_dim"),  # < K = 64
-        ("method.fit.proj_dim=1.5", "method.fit.proj_dim"),
         ("method.fit.dropout=1.0", "method.fit.dropout"),
         ("method.fit.dropout=-0.1", "method.fit.dropout"),
     ],

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from transmiter.config.instantiate import shipped_dataset_spec
 from transmiter.data.check import check_dataset
 from transmiter.data.dataset import ImageListDataset
 from transmiter.data.errors import DatasetError
 from transmiter.data.fake import write_fake_dataset
 from transmiter.data.loaders import load_dataset
-from transmiter.data.spec import get_builtin_spec
 
 
 def test_complete_dataset_checks_ok(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("OxfordPets"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("OxfordPets"), tmp_path)
     report = check_dataset(spec, tmp_path)
     assert (
         report.ok and report.split_sizes == {"train": 20, "val": 10, "test": 10} and report.num_classes == 5
@@ -25,7 +25,7 @@ def test_complete_dataset_checks_ok(tmp_path):
 
 
 def test_missing_root(tmp_path):
-    spec = get_builtin_spec("OxfordPets")
+    spec = shipped_dataset_spec("OxfordPets")
     report = check_dataset(spec, tmp_path)
     assert not report.ok and len(report.problems) == 1 and str(tmp_path / "oxford_pets") in report.problems[0]
     with pytest.raises(DatasetError, match="dataset folder missing") as err:
@@ -34,7 +34,7 @@ def test_missing_root(tmp_path):
 
 
 def test_missing_split_file_says_download_never_regenerate(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("OxfordPets"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("OxfordPets"), tmp_path)
     split_file = tmp_path / "oxford_pets" / "split_zhou_OxfordPets.json"
     split_file.unlink()
     with pytest.raises(DatasetError) as err:
@@ -48,7 +48,7 @@ def test_missing_split_file_says_download_never_regenerate(tmp_path):
 
 
 def test_missing_metadata_files_are_listed_together(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("FGVCAircraft"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("FGVCAircraft"), tmp_path)
     (tmp_path / "fgvc_aircraft" / "variants.txt").unlink()
     (tmp_path / "fgvc_aircraft" / "images_variant_val.txt").unlink()
     report = check_dataset(spec, tmp_path)
@@ -64,7 +64,7 @@ def test_missing_metadata_files_are_listed_together(tmp_path):
     ],
 )
 def test_missing_class_folder(tmp_path, name, folder_to_remove, expected):
-    spec = write_fake_dataset(get_builtin_spec(name), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec(name), tmp_path)
     shutil.rmtree(tmp_path / folder_to_remove)
     with pytest.raises(DatasetError, match="class folder") as err:
         load_dataset(spec, tmp_path)
@@ -73,7 +73,7 @@ def test_missing_class_folder(tmp_path, name, folder_to_remove, expected):
 
 
 def test_missing_class_folder_of_a_json_dataset(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("Food101"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("Food101"), tmp_path)
     missing_folder = tmp_path / "food-101" / "images" / "baklava"
     shutil.rmtree(missing_folder)
     with pytest.raises(DatasetError, match="missing folders") as err:
@@ -82,7 +82,7 @@ def test_missing_class_folder_of_a_json_dataset(tmp_path):
 
 
 def test_split_refers_to_missing_image(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("DescribableTextures"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("DescribableTextures"), tmp_path)
     image = tmp_path / "dtd" / "images" / "banded" / "banded_0002.jpg"
     image.unlink()
     with pytest.raises(DatasetError, match="1 image") as err:
@@ -95,7 +95,7 @@ def test_split_refers_to_missing_image(tmp_path):
 
 
 def test_malformed_split_file(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("EuroSAT"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("EuroSAT"), tmp_path)
     split_file = tmp_path / "eurosat" / "split_zhou_EuroSAT.json"
     split_file.write_text('{"train": [["a.jpg", "zero", "x"]], "val": [], "test": []}')
     with pytest.raises(DatasetError, match=r"train\[0\]") as err:
@@ -108,7 +108,7 @@ def test_malformed_split_file(tmp_path):
 
 @pytest.mark.parametrize("content", [b"", b"\xff\xd8\xff\xe0 truncated jpeg", b"hello, not an image"])
 def test_corrupt_image_names_the_file(tmp_path, content):
-    spec = write_fake_dataset(get_builtin_spec("UCF101"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("UCF101"), tmp_path)
     splits = load_dataset(spec, tmp_path)
     Path(splits.test[1].impath).write_bytes(content)
     dataset = ImageListDataset(splits.test)
@@ -119,7 +119,7 @@ def test_corrupt_image_names_the_file(tmp_path, content):
 
 
 def test_image_deleted_after_loading(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("SUN397"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("SUN397"), tmp_path)
     splits = load_dataset(spec, tmp_path)
     Path(splits.val[0].impath).unlink()
     with pytest.raises(DatasetError, match="image not found") as err:

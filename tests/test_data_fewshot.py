@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from transmiter.config.instantiate import shipped_dataset_spec
 from transmiter.data.datum import DatasetSplits, Datum
 from transmiter.data.errors import DatasetError
 from transmiter.data.fake import write_fake_dataset
 from transmiter.data.fewshot import fewshot_cache_path, sample_few_shot
 from transmiter.data.loaders import load_dataset
 from transmiter.data.protocol import build_splits
-from transmiter.data.spec import DatasetSpec, get_builtin_spec
+from transmiter.data.spec import DatasetSpec
 
 GENERIC = DatasetSpec("Toy", "toy", "json_split", "images", "split_toy.json")
 
@@ -174,7 +175,7 @@ def test_stale_cache_from_another_split_is_rejected(toy):
 
 
 def test_imagenet_samples_train_only_and_val_stays_test(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("ImageNet"), tmp_path, per_class=(5, 1, 3))
+    spec = write_fake_dataset(shipped_dataset_spec("ImageNet"), tmp_path, per_class=(5, 1, 3))
     few = build_splits(spec, tmp_path, shots=2, seed=1)
     assert len(few.train) == 10 and few.val == few.test and len(few.test) == 15
     payload = json.loads(fewshot_cache_path(few.root, 2, 1).read_text())
@@ -182,7 +183,7 @@ def test_imagenet_samples_train_only_and_val_stays_test(tmp_path):
 
 
 def test_test_only_dataset_is_untouched_and_not_cached(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("ImageNetR"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("ImageNetR"), tmp_path)
     few = build_splits(spec, tmp_path, shots=16, seed=1)
     assert few.train == [] and len(few.test) == 10
     assert not (few.root / "split_fewshot").exists()

@@ -8,18 +8,21 @@ import os
 
 import pytest
 
+from transmiter.config.instantiate import shipped_dataset_spec
 from transmiter.data.datum import split_identity
 from transmiter.data.errors import DatasetError
 from transmiter.data.fake import write_fake_dataset
 from transmiter.data.loaders import load_dataset
-from transmiter.data.spec import BUILTIN_SPECS, DatasetSpec, get_builtin_spec
+from transmiter.data.spec import BASE_TO_NEW_DATASETS, DOMAIN_GENERALIZATION_DATASETS, DatasetSpec
+
+PROTOCOL_DATASETS = [*BASE_TO_NEW_DATASETS, *DOMAIN_GENERALIZATION_DATASETS]
 
 PER_CLASS = (3, 2, 2)
 
 
-@pytest.mark.parametrize("name", list(BUILTIN_SPECS))
+@pytest.mark.parametrize("name", PROTOCOL_DATASETS)
 def test_every_builtin_layout_loads(tmp_path, name):
-    spec = write_fake_dataset(BUILTIN_SPECS[name], tmp_path, per_class=PER_CLASS)
+    spec = write_fake_dataset(shipped_dataset_spec(name), tmp_path, per_class=PER_CLASS)
     splits = load_dataset(spec, tmp_path)
 
     assert splits.name == name
@@ -41,7 +44,7 @@ def test_every_builtin_layout_loads(tmp_path, name):
 
 
 def test_caltech_label_order_follows_split_file(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("Caltech101"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("Caltech101"), tmp_path)
     splits = load_dataset(spec, tmp_path)
     # Capitalised folders sort first and are renamed, so label 0 is "face" (protocol.md §1).
     assert splits.classnames == ["face", "leopard", "motorbike", "accordion", "airplane"]
@@ -53,7 +56,7 @@ def test_caltech_label_order_follows_split_file(tmp_path):
 
 
 def test_stanford_cars_image_dir_is_dataset_folder(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("StanfordCars"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("StanfordCars"), tmp_path)
     splits = load_dataset(spec, tmp_path)
     assert splits.train[0].impath.startswith(str(splits.root / "cars_train"))
     assert splits.test[0].impath.startswith(str(splits.root / "cars_test"))
@@ -61,7 +64,7 @@ def test_stanford_cars_image_dir_is_dataset_folder(tmp_path):
 
 
 def test_fgvc_variant_names_with_spaces(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("FGVCAircraft"), tmp_path, num_classes=8)
+    spec = write_fake_dataset(shipped_dataset_spec("FGVCAircraft"), tmp_path, num_classes=8)
     splits = load_dataset(spec, tmp_path)
     assert splits.classnames[:8] == [
         "707-320",
@@ -81,7 +84,7 @@ def test_fgvc_variant_names_with_spaces(tmp_path):
 
 
 def test_imagenet_val_is_test_and_labels_follow_sorted_wnids(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("ImageNet"), tmp_path)
+    spec = write_fake_dataset(shipped_dataset_spec("ImageNet"), tmp_path)
     splits = load_dataset(spec, tmp_path)
     assert splits.val_is_test and splits.val == splits.test and splits.val is not splits.test
     assert splits.classnames == ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead shark"]
@@ -91,7 +94,7 @@ def test_imagenet_val_is_test_and_labels_follow_sorted_wnids(tmp_path):
 
 def test_imagenet_v2_numeric_folders_map_to_classnames_file_order(tmp_path):
     # 12 classes: as text, folder "10" sorts before "2"; the label must still be 10.
-    spec = write_fake_dataset(get_builtin_spec("ImageNetV2"), tmp_path, num_classes=12)
+    spec = write_fake_dataset(shipped_dataset_spec("ImageNetV2"), tmp_path, num_classes=12)
     splits = load_dataset(spec, tmp_path)
     lines = (splits.root / "classnames.txt").read_text().splitlines()
     assert splits.classnames == [line.split(" ", 1)[1] for line in lines]
@@ -102,7 +105,7 @@ def test_imagenet_v2_numeric_folders_map_to_classnames_file_order(tmp_path):
 
 @pytest.mark.parametrize("name", ["ImageNetA", "ImageNetR"])
 def test_imagenet_a_r_label_space_is_present_folders(tmp_path, name):
-    spec = write_fake_dataset(get_builtin_spec(name), tmp_path, num_classes=4)
+    spec = write_fake_dataset(shipped_dataset_spec(name), tmp_path, num_classes=4)
     splits = load_dataset(spec, tmp_path)
     listed = [line.split(" ", 1) for line in (splits.root / "classnames.txt").read_text().splitlines()]
     assert len(listed) == 9 and splits.num_classes == 4
@@ -111,20 +114,20 @@ def test_imagenet_a_r_label_space_is_present_folders(tmp_path, name):
     assert splits.classnames == [names[wnid] for wnid in present]
     assert (splits.root / spec.image_dir / "README.txt").is_file()
     # A 200-way dataset under the real spec: a fake with 200 present folders loads with the unmodified spec.
-    assert get_builtin_spec(name).num_classes == 200
+    assert shipped_dataset_spec(name).num_classes == 200
 
 
 def test_real_class_count_loads_with_unmodified_builtin_spec(tmp_path):
-    spec = get_builtin_spec("EuroSAT")
+    spec = shipped_dataset_spec("EuroSAT")
     write_fake_dataset(spec, tmp_path, num_classes=10, per_class=(1, 1, 1))
     splits = load_dataset(spec, tmp_path)
     assert splits.classnames[3] == "Highway or Road" and splits.num_classes == 10
 
 
 def test_class_count_mismatch_is_an_error(tmp_path):
-    write_fake_dataset(get_builtin_spec("OxfordPets"), tmp_path)  # 5 classes, spec expects 37
+    write_fake_dataset(shipped_dataset_spec("OxfordPets"), tmp_path)  # 5 classes, spec expects 37
     with pytest.raises(DatasetError, match="expected 37 classes"):
-        load_dataset(get_builtin_spec("OxfordPets"), tmp_path)
+        load_dataset(shipped_dataset_spec("OxfordPets"), tmp_path)
 
 
 def test_generic_json_split_spec(tmp_path):
@@ -142,12 +145,12 @@ def test_invalid_specs_fail_at_construction():
         DatasetSpec("X", "x", "json_split", "images")
     with pytest.raises(DatasetError, match="test_only"):
         DatasetSpec("X", "x", "imagenet_v2", "images")
-    with pytest.raises(DatasetError, match="known: ImageNet"):
-        get_builtin_spec("Pets")
+    with pytest.raises(DatasetError, match="known: .*ImageNet"):
+        shipped_dataset_spec("Pets")
 
 
 def test_split_identity_is_stable_and_portable(tmp_path):
-    spec = write_fake_dataset(get_builtin_spec("DescribableTextures"), tmp_path / "a")
+    spec = write_fake_dataset(shipped_dataset_spec("DescribableTextures"), tmp_path / "a")
     first = load_dataset(spec, tmp_path / "a")
     os.rename(tmp_path / "a", tmp_path / "b")
     moved = load_dataset(spec, tmp_path / "b")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from transmiter.config.instantiate import shipped_dataset_spec
 from transmiter.data.datum import DatasetSplits, Datum
 from transmiter.data.errors import DatasetError
-from transmiter.data.spec import BASE_TO_NEW_DATASETS, get_builtin_spec
+from transmiter.data.spec import BASE_TO_NEW_DATASETS
 from transmiter.data.subsample import base_novel_class_ids, subsample_classes
 
 # protocol.md §3 "Resulting class counts (base/new)".
@@ -38,7 +39,7 @@ def one_image_per_class(num_classes: int) -> DatasetSplits:
 
 @pytest.mark.parametrize("name", BASE_TO_NEW_DATASETS)
 def test_base_new_counts_of_the_11_datasets(name):
-    num_classes = get_builtin_spec(name).num_classes
+    num_classes = shipped_dataset_spec(name).num_classes
     base, novel = base_novel_class_ids(num_classes)
     assert (len(base), len(novel)) == EXPECTED_BASE_NEW[name]
     assert base + novel == list(range(num_classes))

@@ -10,13 +10,13 @@ from PIL import Image
 from torch.utils.data import DistributedSampler
 from torchvision.transforms import InterpolationMode
 
+from transmiter.config.instantiate import shipped_dataset_spec
 from transmiter.data.datamodule import ClassificationDataModule
 from transmiter.data.dataset import ImageListDataset
 from transmiter.data.errors import DatasetError
 from transmiter.data.fake import write_fake_dataset
 from transmiter.data.loaders import load_dataset
 from transmiter.data.samplers import UnrepeatedDistributedSampler
-from transmiter.data.spec import get_builtin_spec
 from transmiter.data.transforms import CLIP_MEAN, build_transforms
 
 
@@ -60,7 +60,7 @@ def test_unrepeated_sampler_covers_every_index_once(size, world, shuffle):
 @pytest.fixture
 def toy_splits(tmp_path):
     spec = write_fake_dataset(
-        get_builtin_spec("OxfordFlowers"), tmp_path, num_classes=3, per_class=(4, 2, 3), image_size=20
+        shipped_dataset_spec("OxfordFlowers"), tmp_path, num_classes=3, per_class=(4, 2, 3), image_size=20
     )
     return load_dataset(spec, tmp_path)
 
@@ -105,7 +105,7 @@ def test_datamodule_divides_global_batch_and_uses_unrepeated_sampler(toy_splits)
 
 def test_datamodule_refuses_training_on_test_only_data(tmp_path):
     spec = write_fake_dataset(
-        get_builtin_spec("ImageNetSketch"), tmp_path, num_classes=2, per_class=(1, 0, 1)
+        shipped_dataset_spec("ImageNetSketch"), tmp_path, num_classes=2, per_class=(1, 0, 1)
     )
     train_tf, test_tf = build_transforms(image_size=16)
     dm = ClassificationDataModule(load_dataset(spec, tmp_path), train_tf, test_tf, batch_size=2)

@@ -138,10 +138,10 @@ def test_skip_scan_is_deterministic_and_decodes_each_file_once(tmp_path, monkeyp
     """The design that keeps DDP batches consistent: every rank scans the same files up front and gets the
     same verdicts; the base / novel / all splits of a run share one decode per file."""
     import transmiter.data.dataset as dataset_mod
+    from transmiter.config.instantiate import shipped_dataset_spec
     from transmiter.data.loaders import load_dataset
-    from transmiter.data.spec import get_builtin_spec
 
-    spec = write_fake_dataset(get_builtin_spec("DescribableTextures"), tmp_path, num_classes=3)
+    spec = write_fake_dataset(shipped_dataset_spec("DescribableTextures"), tmp_path, num_classes=3)
     splits = load_dataset(spec, tmp_path)
     _corrupt(splits.train[1].impath)
     reads = []
@@ -212,11 +212,11 @@ def test_valid_values_pass(compose):
 
 
 def test_shots_beyond_a_small_class_keep_everything_and_warn(tmp_path, caplog):
+    from transmiter.config.instantiate import shipped_dataset_spec
     from transmiter.data.fewshot import sample_few_shot
     from transmiter.data.loaders import load_dataset
-    from transmiter.data.spec import get_builtin_spec
 
-    spec = write_fake_dataset(get_builtin_spec("EuroSAT"), tmp_path, num_classes=3, per_class=(3, 5, 1))
+    spec = write_fake_dataset(shipped_dataset_spec("EuroSAT"), tmp_path, num_classes=3, per_class=(3, 5, 1))
     full = load_dataset(spec, tmp_path)
     with caplog.at_level(logging.WARNING):
         few = sample_few_shot(full, 8, seed=1, cache=False)

@@ -13,13 +13,11 @@ from torch.utils.data import DataLoader
 
 from tests.toys import SolidColourDataset, register_tiny_config
 from transmiter.callbacks import NonFiniteLossError, NonFiniteLossGuard
+from transmiter.config.schema import SkipTuningModuleConfig, defaults_of
 from transmiter.methods.skip_tuning import (
-    EPOCH_DIVISORS,
-    SKIP_TUNING_SETTINGS,
     SkipTuningCLIP,
     dataset_labels,
     drop_tokens,
-    skip_tuning_settings,
 )
 from transmiter.models.towers import image_back, text_back
 
@@ -132,18 +130,22 @@ def test_trainable_set_and_staged_param_groups():
     assert sum(len(g["params"]) for g in opt.param_groups) == len(trainable)
 
 
-def test_settings_and_epoch_divisor():
-    b2n = skip_tuning_settings("base2novel")
-    assert (b2n["text_lr"], b2n["image_lr"], b2n["epochs"], b2n["warmup_lr"]) == (2e-5, 5e-6, 20, 1e-6)
-    assert SKIP_TUNING_SETTINGS["cross"]["image_lr"] == 1e-6
-    assert skip_tuning_settings("fewshot")["epochs"] == 40 and b2n["top_ratio"] == 0.5
-    assert EPOCH_DIVISORS == {"ImageNet": 4, "SUN397": 4, "Food101": 4}
+def test_settings_and_epoch_divisor(compose):
+    """The paper's schedules, as the shipped configs give them (schema defaults)."""
+    cfg = compose(["method=skip_tuning"]).method
+    b2n = cfg.module
+    assert (b2n.text_lr, b2n.image_lr, b2n.epochs, b2n.warmup_lr) == (2e-5, 5e-6, 20, 1e-6)
+    assert cfg.per_setting.cross.image_lr == 1e-6 and cfg.per_setting.fewshot.epochs == 40
+    assert b2n.top_ratio == 0.5 and cfg.batch_size == 4
+    divisors = {
+        compose([f"dataset={d}"]).dataset.name: compose([f"dataset={d}"]).dataset.epoch_divisor
+        for d in ("imagenet", "sun397", "food101", "oxford_pets")
+    }
+    assert divisors == {"ImageNet": 4, "SUN397": 4, "Food101": 4, "OxfordPets": 1}
     model, tok = tiny()
-    cfg = {k: v for k, v in skip_tuning_settings("base2novel").items()}
-    module = SkipTuningCLIP(model, tok, ["a", "b"], epoch_divisor=EPOCH_DIVISORS["ImageNet"], **cfg)
+    kwargs = {k: v for k, v in defaults_of(SkipTuningModuleConfig).items() if not k.startswith("_")}
+    module = SkipTuningCLIP(model, tok, ["a", "b"], epoch_divisor=divisors["ImageNet"], **kwargs)
     assert module.max_epochs == 5
-    with pytest.raises(ValueError, match="unknown Skip Tuning setting"):
-        skip_tuning_settings("b2n")
 
 
 def test_cache_rebuilt_each_epoch_text_cache_once_and_only_served_rows():

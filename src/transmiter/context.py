@@ -21,6 +21,7 @@ import lightning as L
 from omegaconf import DictConfig, open_dict
 
 from transmiter.config.instantiate import dataset_spec_from_config, instantiate
+from transmiter.distributed import is_global_zero
 from transmiter.features.store import ArrayCache
 from transmiter.io import absolute
 from transmiter.trainers import build_logger, build_trainer
@@ -84,7 +85,6 @@ class RunContext:
     def _note_stage(self, name: str, result) -> None:
         import json
 
-        from transmiter.distributed import is_global_zero
         from transmiter.io import atomic_write
 
         if not is_global_zero():  # one ledger per job: the other DDP ranks write nothing

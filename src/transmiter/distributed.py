@@ -8,17 +8,25 @@ launcher): every rank runs the whole app, so file outputs must come from one of 
     job_token()            # the name every rank of this job sees (None outside a named job)
 
 Under ``ddp_spawn`` only the main process runs the app (it is rank 0 for all of this); its workers live inside
-``fit``. Only torch.distributed and the launchers' environment variables are read here.
+``fit``. Only the launchers' environment variables and an initialised process group are read here; torch is
+never imported by this module (a process group cannot exist before torch.distributed is).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 
-import torch.distributed as dist
-
 JOB_ENV = "TRANSMITER_JOB_ID"
+
+
+def _process_group_rank() -> int | None:
+    """This process's global rank in the initialised process group, or None when there is none."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -56,16 +64,18 @@ def is_global_zero() -> bool:
     ``RANK``, Lightning's ``NODE_RANK``/``LOCAL_RANK`` (its ``ddp`` children learn their rank from these before
     any process group exists) and SLURM's ``SLURM_PROCID`` when the step has several tasks. A plain process
     and the main process of ``ddp_spawn`` are global zero."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() == 0
+    rank = _process_group_rank()
+    if rank is not None:
+        return rank == 0
     keys = ["RANK", "NODE_RANK", "LOCAL_RANK"] + (["SLURM_PROCID"] if _slurm_tasks() > 1 else [])
     return all(_env_int(key) == 0 for key in keys)
 
 
 def global_rank_label() -> str:
     """A short name of this rank for folder names and messages (``rank1``, ``node1-rank0``)."""
-    if dist.is_available() and dist.is_initialized():
-        return f"rank{dist.get_rank()}"
+    rank = _process_group_rank()
+    if rank is not None:
+        return f"rank{rank}"
     env = os.environ
     if "RANK" in env:
         return f"rank{_env_int('RANK')}"

@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from transmiter.distributed import is_global_zero
 from transmiter.io import atomic_write
 
 JOB_FILE = "job.json"
@@ -33,8 +34,6 @@ def job_status(output_dir: Path) -> tuple[str, list[str]]:
 
 def mark_done(output_dir: Path, records: list[str], metrics: dict[str, Any]) -> None:
     """Write `job.json` (global rank 0 only under a multi-process job)."""
-    from transmiter.distributed import is_global_zero
-
     if not is_global_zero():
         return
     atomic_write(

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from transmiter.distributed import global_rank_label, is_global_zero, job_token
 from transmiter.features.store import ArrayCache, canonical_json
 from transmiter.io import atomic_write, file_lock
 
@@ -76,8 +77,6 @@ class StageStore:
     def run(
         self, name: str, identity: Mapping[str, Any], fn: Callable[[Path], dict[str, Any]]
     ) -> StageResult:
-        from transmiter.distributed import is_global_zero, job_token
-
         path = self.path(name, identity)
         request = _REQUESTS[str(path)] = _REQUESTS.get(str(path), 0) + 1
         done = self._load(path)
@@ -120,8 +119,6 @@ class StageStore:
         """A rank other than 0: run `fn` alongside rank 0 (never alone, never publishing), then return the
         outputs rank 0 published. Without a job name (`decision` None) nothing tells this rank what rank 0
         decided, so it runs `fn` at once; the app always names its jobs (transmiter.distributed.begin_job)."""
-        from transmiter.distributed import global_rank_label
-
         parent = os.getppid()
         announced = False
         while decision is not None and not decision.is_file():

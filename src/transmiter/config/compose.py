@@ -11,6 +11,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from transmiter.config.schema import register_schemas
+
 
 def _find_config_dir() -> Path:
     here = Path(__file__).resolve()
@@ -21,6 +23,7 @@ def _find_config_dir() -> Path:
 
 
 CONFIG_DIR = _find_config_dir()
+register_schemas()  # conf/config.yaml and the method files start from them
 
 
 def compose_config(

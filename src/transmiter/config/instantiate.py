@@ -3,6 +3,7 @@ OmegaConf container to plain Python).
 
     spec = instantiate(cfg.model)                       # -> ModelSpec
     dataset = dataset_spec_from_config(cfg.dataset)     # -> DatasetSpec (templates and epoch rule stay in cfg)
+    spec = shipped_dataset_spec("OxfordPets")           # a shipped conf/dataset file, by protocol NAME
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import Any
 from hydra.utils import instantiate as _hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from transmiter.config.compose import CONFIG_DIR
+from transmiter.config.schema import DatasetConfig
+from transmiter.data.errors import DatasetError
 from transmiter.data.spec import DatasetSpec
 
 
@@ -37,3 +41,22 @@ def dataset_spec_from_config(node: DictConfig):
 def dataset_templates(node: DictConfig) -> dict[str, list[str]]:
     t = node.get("templates") or {}
     return {str(k): [str(x) for x in v] for k, v in OmegaConf.to_container(t, resolve=True).items()}  # type: ignore[union-attr]
+
+
+def shipped_dataset_specs() -> dict[str, DatasetSpec]:
+    """The DatasetSpec of every shipped `conf/dataset/*.yaml`, by protocol NAME (the configs are the one
+    description of the datasets; nothing else lists their folders or class counts)."""
+    specs = {}
+    for path in sorted((CONFIG_DIR / "dataset").glob("*.yaml")):
+        node = OmegaConf.merge(OmegaConf.structured(DatasetConfig), OmegaConf.load(path))
+        spec = dataset_spec_from_config(node)
+        specs[spec.name] = spec
+    return specs
+
+
+def shipped_dataset_spec(name: str) -> DatasetSpec:
+    """The shipped spec of protocol NAME `name`; the error lists the known names."""
+    specs = shipped_dataset_specs()
+    if name not in specs:
+        raise DatasetError(f"no shipped dataset named {name!r}; known: {', '.join(specs)}")
+    return specs[name]

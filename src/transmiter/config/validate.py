@@ -1,7 +1,11 @@
-"""Early validation of a composed config: every check is cheap and runs before any heavy work.
+"""Early validation of a composed config, before any heavy work: messages name the key and the fix.
 
-Hydra already rejects unknown keys ("Key 'x' is not in struct") and unknown group choices (with the
-available options). This module checks values, with messages that name the key and the fix.
+    validate_config(cfg)          # ConfigError, e.g. "method.K=16 is invalid: K must exceed ..."
+
+Hydra rejects unknown keys, unknown group choices and values of the wrong type while composing (the schema,
+transmiter.config.schema); `check_values` checks each key's allowed values. This module adds what one key
+cannot say alone: K against the dataset's classes, proj_dim against K, ω against the depth of the towers it
+splits, the models against open_clip's registry, the dataset folder on disk.
 """
 
 from __future__ import annotations
@@ -11,14 +15,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from transmiter.config.instantiate import dataset_spec_from_config, instantiate
-from transmiter.models.templates import TEMPLATE_KINDS
+from transmiter.config.schema import ConfigError, check_values
 
-SUBSETS = ("all", "base", "new")
-EVAL_SPLITS = ("test", "val")
-
-
-class ConfigError(ValueError):
-    """An invalid config value; the message names the key and how to fix it."""
+__all__ = ["ConfigError", "uses_pair", "validate_config"]
 
 
 def _require(cond: bool, key: str, value, fix: str) -> None:
@@ -27,80 +26,14 @@ def _require(cond: bool, key: str, value, fix: str) -> None:
 
 
 def validate_config(cfg: DictConfig, check_data: bool = True) -> None:
-    _require(
-        isinstance(cfg.seed, int) and cfg.seed >= 0,
-        "seed",
-        cfg.seed,
-        "use a non-negative integer, e.g. seed=1",
-    )
-    s = cfg.setting
-    _require(
-        isinstance(s.shots, int) and (s.shots >= 1 or s.shots == -1),
-        "setting.shots",
-        s.shots,
-        "use a positive number of shots per class (e.g. 16), or -1 for the full training split",
-    )
-    _require(
-        s.train_subsample in SUBSETS, "setting.train_subsample", s.train_subsample, f"choose one of {SUBSETS}"
-    )
-    groups = list(s.eval_groups)
-    _require(
-        len(groups) > 0
-        and all(g in SUBSETS for g in groups)
-        and (groups == ["all"] or set(groups) == {"base", "new"}),
-        "setting.eval_groups",
-        groups,
-        "use [base, new] (base-to-novel) or [all] (base-to-base)",
-    )
-    if "templates" in cfg.method:
-        _require(
-            cfg.method.templates in TEMPLATE_KINDS,
-            "method.templates",
-            cfg.method.templates,
-            f"choose one of {', '.join(TEMPLATE_KINDS)}",
-        )
-    _require(
-        cfg.eval.get("split", "test") in EVAL_SPLITS,
-        "eval.split",
-        cfg.eval.get("split"),
-        "use test (reported numbers) or val (hyperparameter selection)",
-    )
-    crop = cfg.dataset.get("train_crop_scale", None)
-    if crop is not None:
-        ok = (
-            OmegaConf.is_list(crop)
-            and len(crop) == 2
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in crop)
-            and 0 < crop[0] <= crop[1] <= 1
-        )
-        _require(
-            ok,
-            "dataset.train_crop_scale",
-            crop,
-            "use [low, high] with 0 < low <= high <= 1, e.g. [0.08, 1.0]",
-        )
-    from transmiter.data.dataset import CORRUPT_IMAGE_POLICIES
-
-    policy = cfg.dataset.get("on_corrupt_image", "error")
-    _require(
-        policy in CORRUPT_IMAGE_POLICIES,
-        "dataset.on_corrupt_image",
-        policy,
-        "use error (stop at the first unreadable image, naming it) or skip (leave unreadable images out; "
-        "they are counted and listed in the results record)",
-    )
-    for key in ("batch_size", "num_workers"):
-        v = cfg.eval[key]
-        _require(
-            isinstance(v, int) and v >= (1 if key == "batch_size" else 0),
-            f"eval.{key}",
-            v,
-            "use a positive integer" if key == "batch_size" else "use 0 or a positive integer",
-        )
-    _validate_model(cfg)
+    """Every check, cheapest first: the schema's allowed values, the checks across nodes, the dataset
+    folder, then the models against open_clip's registry (the only step that imports torch)."""
+    check_values(cfg)
     _validate_methods(cfg)
     if check_data:
         _validate_dataset(cfg)
+    _validate_model(cfg)
+    _validate_tower_depths(cfg)
 
 
 def _validate_model(cfg: DictConfig) -> None:
@@ -163,57 +96,35 @@ def _method_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig, list[str]]]:
     return out
 
 
-def _number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _validate_methods(cfg: DictConfig) -> None:
-    """Method hyper-parameters that would only fail deep in a run: λ, K against the dataset's classes, ω
-    against the depth of the towers it splits."""
+    """K against the dataset's classes and proj_dim against K, for the method and those it nests."""
     num_classes = cfg.dataset.get("num_classes")
-    for key, node, models in _method_nodes(cfg):
-        if "lam" in node:
+    for key, node, _ in _method_nodes(cfg):
+        K = node.get("K")
+        if K is None:
+            continue
+        if isinstance(num_classes, int) and not node.get("grow_k", False):
             _require(
-                _number(node.lam) and node.lam >= 0,
-                f"{key}.lam",
-                node.lam,
-                "the Procrustes regulariser must be a number >= 0 (the reference uses 500; 0 = plain Procrustes)",
-            )
-        if "K" in node:
-            K = node.K
-            _require(
-                isinstance(K, int) and not isinstance(K, bool) and K >= 2,
+                K > num_classes,
                 f"{key}.K",
                 K,
-                "use the number of logits the adapter works on, e.g. 1024 (C task classes + K-C auxiliary names)",
+                f"K must exceed the number of classes of dataset={cfg.dataset.name} (C={num_classes}): K holds "
+                f"the C task classes plus K-C auxiliary names; raise {key}.K (e.g. {_next_k(num_classes)}) or "
+                f"set {key}.grow_k=true",
             )
-            if isinstance(num_classes, int) and not node.get("grow_k", False):
-                _require(
-                    K > num_classes,
-                    f"{key}.K",
-                    K,
-                    f"K must exceed the number of classes of dataset={cfg.dataset.name} (C={num_classes}): K holds "
-                    f"the C task classes plus K-C auxiliary names; raise {key}.K (e.g. {_next_k(num_classes)}) or "
-                    f"set {key}.grow_k=true",
-                )
-        fit = node.get("fit") if isinstance(node.get("fit"), DictConfig) else None
-        if fit is not None and fit.get("proj_dim") is not None:
-            proj_dim, K = fit.proj_dim, node.get("K")
+        proj_dim = node.fit.get("proj_dim") if "fit" in node else None
+        if proj_dim is not None:
             _require(
-                isinstance(proj_dim, int)
-                and not isinstance(proj_dim, bool)
-                and (not _number(K) or proj_dim >= K),
+                proj_dim >= K,
                 f"{key}.fit.proj_dim",
                 proj_dim,
                 f"the orthogonal projection needs proj_dim >= K (K={K}): use null (= K) or an integer >= K",
             )
-        if fit is not None and "dropout" in fit:
-            _require(
-                _number(fit.dropout) and 0 <= fit.dropout < 1,
-                f"{key}.fit.dropout",
-                fit.dropout,
-                "use a dropout probability 0 <= dropout < 1 (the reference uses 0)",
-            )
+
+
+def _validate_tower_depths(cfg: DictConfig) -> None:
+    """ω (and text_omega) of every Skip Tuning node against the depth of each model it fine-tunes."""
+    for key, node, models in _method_nodes(cfg):
         if node.get("kind") == "skip_tuning" and "module" in node:
             for model_key in models:
                 _validate_omega(cfg, key, node.module, model_key)

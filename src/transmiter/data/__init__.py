@@ -2,11 +2,11 @@
 
 Usage (the one call most code needs)::
 
-    from transmiter.data import build_splits, get_builtin_spec
+    from transmiter.data import DatasetSpec, build_splits
+    spec = DatasetSpec("OxfordPets", "oxford_pets", "json_split", "images", "split_zhou_OxfordPets.json", 37)
+    splits = build_splits(spec, "/data", shots=16, seed=1, subsample="base")
 
-    splits = build_splits(get_builtin_spec("OxfordPets"), "/data", shots=16, seed=1, subsample="base")
-
-Modules: ``datum`` (Datum, DatasetSplits, split_identity), ``spec`` (DatasetSpec, BUILTIN_SPECS),
+Modules: ``datum`` (Datum, DatasetSplits, split_identity), ``spec`` (DatasetSpec, the protocol's dataset NAMEs),
 ``loaders`` (load_dataset), ``fewshot`` (sample_few_shot), ``subsample`` (subsample_classes,
 base_novel_class_ids), ``protocol`` (build_splits), ``transforms`` (build_transforms), ``dataset``
 (ImageListDataset), ``samplers`` (UnrepeatedDistributedSampler), ``datamodule`` (ClassificationDataModule),
@@ -20,11 +20,10 @@ from transmiter.data.errors import DatasetError
 from transmiter.data.fewshot import sample_few_shot
 from transmiter.data.loaders import load_dataset
 from transmiter.data.protocol import build_splits
-from transmiter.data.spec import BUILTIN_SPECS, DatasetSpec, get_builtin_spec
+from transmiter.data.spec import DatasetSpec
 from transmiter.data.subsample import base_novel_class_ids, subsample_classes
 
 __all__ = [
-    "BUILTIN_SPECS",
     "DatasetCheckReport",
     "DatasetError",
     "DatasetSpec",
@@ -33,7 +32,6 @@ __all__ = [
     "base_novel_class_ids",
     "build_splits",
     "check_dataset",
-    "get_builtin_spec",
     "load_dataset",
     "sample_few_shot",
     "split_identity",

@@ -3,9 +3,9 @@
 Usage::
 
     from transmiter.data.check import check_dataset
-    from transmiter.data.spec import BUILTIN_SPECS
+    from transmiter.config.instantiate import shipped_dataset_specs
 
-    for spec in BUILTIN_SPECS.values():
+    for spec in shipped_dataset_specs().values():
         report = check_dataset(spec, "/data")
         print(report.format())       # "[ok] OxfordPets ..." or "[MISSING] ..." with every problem and its fix
     report.ok                        # True when load_dataset would succeed

@@ -32,7 +32,6 @@ from transmiter.data.datum import DatasetSplits, Datum
 from transmiter.data.errors import DatasetError
 
 #: what a run does with an image that cannot be decoded (`dataset.on_corrupt_image`)
-CORRUPT_IMAGE_POLICIES = ("error", "skip")
 
 
 def read_image(path: str) -> Image.Image:

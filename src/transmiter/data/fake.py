@@ -3,11 +3,11 @@
 Usage::
 
     from transmiter.data.fake import write_fake_dataset
-    from transmiter.data.spec import get_builtin_spec
+    from transmiter.config.instantiate import shipped_dataset_spec
 
-    spec = write_fake_dataset(get_builtin_spec("Caltech101"), tmp_path)            # 5 classes, 4/2/2 images each
+    spec = write_fake_dataset(shipped_dataset_spec("Caltech101"), tmp_path)            # 5 classes, 4/2/2 images each
     splits = load_dataset(spec, tmp_path)                                          # use the RETURNED spec
-    spec = write_fake_dataset(get_builtin_spec("EuroSAT"), tmp_path, num_classes=10, per_class=(1, 1, 1))
+    spec = write_fake_dataset(shipped_dataset_spec("EuroSAT"), tmp_path, num_classes=10, per_class=(1, 1, 1))
 
 The returned spec is the input with ``num_classes`` set to the number of classes the loader will find,
 because the built-in specs insist on the real counts (1000 for ImageNet, ...). For a Hydra smoke study,

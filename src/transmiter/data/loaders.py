@@ -3,9 +3,9 @@
 Usage::
 
     from transmiter.data.loaders import load_dataset
-    from transmiter.data.spec import get_builtin_spec
+    from transmiter.config.instantiate import shipped_dataset_spec
 
-    splits = load_dataset(get_builtin_spec("FGVCAircraft"), "/data")
+    splits = load_dataset(shipped_dataset_spec("FGVCAircraft"), "/data")
     splits.classnames[:2]      # ['707-320', '727-200']  (variants.txt order; names may contain spaces)
 
 ``load_dataset`` works in three stages so that a broken dataset fails *before* any heavy work:

@@ -3,9 +3,9 @@
 Usage::
 
     from transmiter.data.protocol import build_splits
-    from transmiter.data.spec import get_builtin_spec
+    from transmiter.config.instantiate import shipped_dataset_spec
 
-    spec = get_builtin_spec("OxfordPets")
+    spec = shipped_dataset_spec("OxfordPets")
     base = build_splits(spec, "/data", shots=16, seed=1, subsample="base")   # 19 classes, 16 shots each
     new = build_splits(spec, "/data", shots=16, seed=1, subsample="new")     # 18 classes, same draw
     full = build_splits(spec, "/data", shots=-1, seed=1)                     # everything (cross-dataset targets)

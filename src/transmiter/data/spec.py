@@ -1,22 +1,19 @@
-"""What a dataset looks like on disk: :class:`DatasetSpec`, and the 15 built-in specs of the CoOp protocol.
+"""What a dataset looks like on disk: :class:`DatasetSpec`, and the protocol's dataset NAMEs.
 
-A spec is pure description (no I/O). Hydra dataset configs instantiate it directly::
+A spec is pure description (no I/O). The dataset configs (`conf/dataset/*.yaml`) describe every shipped
+dataset and instantiate it::
 
     # conf/dataset/oxford_pets.yaml
-    spec:
-      _target_: transmiter.data.spec.DatasetSpec
-      name: OxfordPets
-      folder: oxford_pets
-      loader: json_split
-      image_dir: images
-      split_file: split_zhou_OxfordPets.json
-      num_classes: 37
+    name: OxfordPets
+    folder: oxford_pets
+    split_file: split_zhou_OxfordPets.json
+    num_classes: 37
 
 In Python::
 
-    from transmiter.data.spec import BUILTIN_SPECS, get_builtin_spec
-    spec = get_builtin_spec("OxfordPets")
+    spec = DatasetSpec("OxfordPets", "oxford_pets", "json_split", "images", "split_zhou_OxfordPets.json", 37)
     splits = load_dataset(spec, "/data")          # reads /data/oxford_pets/...
+    # the shipped configs' specs: transmiter.config.instantiate.shipped_dataset_spec("OxfordPets")
 
 Loader kinds (protocol.md §1):
 
@@ -42,6 +39,9 @@ LOADER_KINDS = ("json_split", "imagenet", "fgvc_aircraft", "imagenet_v2", "image
 
 # Kinds whose data only has a test split (domain-generalisation targets).
 TEST_ONLY_KINDS = ("imagenet_v2", "imagenet_variant")
+
+# What a run does with an image that cannot be decoded: stop (naming it) or leave it out.
+CORRUPT_IMAGE_POLICIES = ("error", "skip")
 
 
 @dataclass(frozen=True)
@@ -89,41 +89,6 @@ class DatasetSpec:
             raise DatasetError(f"dataset {self.name!r}: folder must be a non-empty path under data_dir")
 
 
-def _json(name: str, folder: str, image_dir: str, num_classes: int) -> DatasetSpec:
-    return DatasetSpec(name, folder, "json_split", image_dir, f"split_zhou_{name}.json", num_classes)
-
-
-# protocol.md §1 table. Keys are the protocol NAMEs.
-BUILTIN_SPECS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec("ImageNet", "imagenet", "imagenet", "images", None, 1000),
-        _json("Caltech101", "caltech-101", "101_ObjectCategories", 100),
-        _json("OxfordPets", "oxford_pets", "images", 37),
-        # Paths in the Cars split file start with cars_train/ or cars_test/: the image dir is the folder itself.
-        _json("StanfordCars", "stanford_cars", "", 196),
-        _json("OxfordFlowers", "oxford_flowers", "jpg", 102),
-        _json("Food101", "food-101", "images", 101),
-        DatasetSpec("FGVCAircraft", "fgvc_aircraft", "fgvc_aircraft", "images", None, 100),
-        _json("SUN397", "sun397", "SUN397", 397),
-        _json("DescribableTextures", "dtd", "images", 47),
-        _json("EuroSAT", "eurosat", "2750", 10),
-        _json("UCF101", "ucf101", "UCF-101-midframes", 101),
-        DatasetSpec(
-            "ImageNetV2",
-            "imagenetv2",
-            "imagenet_v2",
-            "imagenetv2-matched-frequency-format-val",
-            None,
-            1000,
-            True,
-        ),
-        DatasetSpec("ImageNetSketch", "imagenet-sketch", "imagenet_variant", "images", None, 1000, True),
-        DatasetSpec("ImageNetA", "imagenet-adversarial", "imagenet_variant", "imagenet-a", None, 200, True),
-        DatasetSpec("ImageNetR", "imagenet-rendition", "imagenet_variant", "imagenet-r", None, 200, True),
-    )
-}
-
 # The 11 datasets of the base-to-new and few-shot protocols, in the order of the papers' tables.
 BASE_TO_NEW_DATASETS = (
     "ImageNet",
@@ -139,11 +104,3 @@ BASE_TO_NEW_DATASETS = (
     "UCF101",
 )
 DOMAIN_GENERALIZATION_DATASETS = ("ImageNetV2", "ImageNetSketch", "ImageNetA", "ImageNetR")
-
-
-def get_builtin_spec(name: str) -> DatasetSpec:
-    """The built-in spec for protocol NAME ``name``; the error lists the valid names."""
-    try:
-        return BUILTIN_SPECS[name]
-    except KeyError:
-        raise DatasetError(f"no built-in dataset named {name!r}; known: {', '.join(BUILTIN_SPECS)}") from None

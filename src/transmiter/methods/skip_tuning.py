@@ -1,14 +1,17 @@
 """Skip Tuning (CVPR 2025): LSkip + CSkip + class-homogeneous batches + staged LR (skip_tuning.md §1-3).
 
-    from transmiter.methods.skip_tuning import SkipTuningCLIP, skip_tuning_settings
+    from transmiter.methods.skip_tuning import SkipTuningCLIP
     module = SkipTuningCLIP(model, tokenizer, base_names, "a photo of a {}.",
                             train_dataset=train_set,     # torch Dataset -> (image, label, index), TRAIN transform
                             shots=16, eval_classnames={"base": base_names, "novel": novel_names},
-                            **skip_tuning_settings("base2novel"), epoch_divisor=1)
+                            epoch_divisor=1)             # the defaults are the base-to-novel schedule
     trainer = L.Trainer(max_epochs=module.max_epochs, precision="bf16-mixed")   # fp32 on CPU
     trainer.fit(module)                       # the module serves its own training batches (token cache)
     module.set_eval_order("base", "novel")
     trainer.test(module, dataloaders=[base_test_loader, novel_test_loader])   # plain full CLIP forward
+
+The schedules of the other settings (few-shot, base-to-base, cross-dataset) are in
+`transmiter.config.schema.SkipTuningConfig.per_setting`; the ÷4 epoch rule is each dataset's `epoch_divisor`.
 
 Mechanisms and decisions:
 * LSkip. Blocks [0, ω) of the image tower and [0, ω_t) of the text tower are frozen with the embeddings,
@@ -72,49 +75,9 @@ from transmiter.models.towers import (
 )
 from transmiter.trainers import attached_trainer
 
-__all__ = [
-    "EPOCH_DIVISORS",
-    "SKIP_TUNING_COMMON",
-    "SKIP_TUNING_SETTINGS",
-    "ImageTokenCache",
-    "SkipTuningCLIP",
-    "dataset_labels",
-    "drop_tokens",
-    "skip_tuning_settings",
-]
-
-# skip_tuning.md §3. The lead mirrors these in YAML.
-SKIP_TUNING_COMMON: dict = {
-    "omega": None,  # None -> image depth // 2 (6 for ViT-B-16)
-    "top_ratio": 0.5,
-    "max_top": 50,
-    "lam": 0.3,
-    "cskip_mask": "step",
-    "drop_ratio": 0.0,
-    "token_drop": "batch",
-    "batch_size": 4,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "extraction_batch_size": 128,
-}
-SKIP_TUNING_SETTINGS: dict[str, dict] = {
-    "base2novel": {"text_lr": 2e-5, "image_lr": 5e-6, "epochs": 20, "warmup_epochs": 1, "warmup_lr": 1e-6},
-    "cross": {"text_lr": 1e-5, "image_lr": 1e-6, "epochs": 20, "warmup_epochs": 1, "warmup_lr": 1e-8},
-    "fewshot": {"text_lr": 1e-5, "image_lr": 1e-5, "epochs": 40, "warmup_epochs": 0, "warmup_lr": None},
-}
-# Skip Tuning divides the epochs by 4 (integer division) on these training sets; FT does not.
-EPOCH_DIVISORS: dict[str, int] = {"ImageNet": 4, "SUN397": 4, "Food101": 4}
+__all__ = ["ImageTokenCache", "SkipTuningCLIP", "dataset_labels", "drop_tokens"]
 
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
-
-
-def skip_tuning_settings(setting: str) -> dict:
-    """The §3 defaults of one setting ('base2novel' | 'cross' | 'fewshot'), common keys included."""
-    if setting not in SKIP_TUNING_SETTINGS:
-        raise ValueError(
-            f"unknown Skip Tuning setting {setting!r}; choose from {sorted(SKIP_TUNING_SETTINGS)}"
-        )
-    return {**SKIP_TUNING_COMMON, **SKIP_TUNING_SETTINGS[setting]}
 
 
 # ----------------------------------------------------------------------------------------------------------

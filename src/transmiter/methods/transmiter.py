@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from transmiter.config.instantiate import dataset_templates
+from transmiter.config.schema import FitConfig, RefineConfig, defaults_of
 from transmiter.evaluation.clip_eval import split_features
 from transmiter.evaluation.evaluate import evaluate_scores
 from transmiter.evaluation.metrics import summarize_groups
@@ -46,37 +47,9 @@ from transmiter.models.templates import template_set
 
 PROTOCOL = "masked-joint"
 log = logging.getLogger("transmiter")
-_FIT_DEFAULTS = {
-    "epochs": 10,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "weight_decay": 1e-3,
-    "warmup_ratio": 0.05,
-    "teacher_temperature": 0.5,
-    "temperature": 1.0,
-    "noise_alpha": 0.5,
-    "noise_p": 0.5,
-    "noise_mode": "batch",
-    "mlp_ratio": 4,
-    "depth": 1,
-    "proj_dim": None,  # None = K
-    "dropout": 0.0,
-}
-# Fit keys added after stages were first cached: left out of the stage identity at these values (which
-# reproduce the earlier adapter exactly), so existing fitted stages stay valid.
+# Keys of the fit block left out of a fitted stage's identity at these values: with them the adapter is the
+# reference's (square W, no dropout), so the identity names only settings that change it.
 _FIT_IDENTITY_DEFAULTS = {"proj_dim": None, "dropout": 0.0}
-_REFINE_DEFAULTS = {
-    "epochs": 10,
-    "batch_size": 128,
-    "lr": 1e-4,
-    "weight_decay": 1e-3,
-    "warmup_ratio": 0.1,
-    "noise_alpha": 0.5,
-    "noise_p": 0.5,
-    "noise_mode": "batch",
-    "projection": "orthogonal",
-    "select_on_val": False,
-}
 
 
 class MaskedHead(nn.Module):
@@ -175,8 +148,8 @@ class TransferMethod:
         self.views, self.fit_images = int(views), fit_images
         self.lam, self.scale_lam_by_n = float(lam), bool(scale_lam_by_n)
         self.templates = templates
-        self.fit_cfg = {**_FIT_DEFAULTS, **dict(fit or {})}
-        self.refine_cfg = {**_REFINE_DEFAULTS, **dict(refine or {})}
+        self.fit_cfg = {**defaults_of(FitConfig), **dict(fit or {})}
+        self.refine_cfg = {**defaults_of(RefineConfig), **dict(refine or {})}
         self.alpha = float(alpha)
 
     # ------------------------------------------------------------------ data and label space

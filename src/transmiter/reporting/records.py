@@ -29,6 +29,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from transmiter.distributed import is_global_zero
 from transmiter.io import atomic_write
 
 RECORD_FILE = "results.json"
@@ -110,8 +111,6 @@ def build_record(ctx, result) -> dict[str, Any]:
 def write_record(ctx, result, subdir: str | None = None) -> Path:
     """Write `<output_dir>[/<subdir>]/results.json` atomically and return its path. Under a multi-process
     job only global rank 0 writes; the other ranks get the path of its record."""
-    from transmiter.distributed import is_global_zero
-
     folder = Path(ctx.output_dir) / subdir if subdir else Path(ctx.output_dir)
     path = folder / RECORD_FILE
     if not is_global_zero():
