@@ -23,7 +23,7 @@ PAIR = "synth-weak→synth-strong"
 @pytest.fixture(scope="module")
 def built_world(tmp_path_factory):
     """(world, cache_dir, data_dir): the demo world, built and published as `transmiter world build` does."""
-    from transmiter.synthetic.cli import publish_world
+    from transmiter.cli.world import publish_world
 
     cache = Path(os.environ.get("TRANSMITER_SYNTHETIC_CACHE") or tmp_path_factory.mktemp("synthetic_cache"))
     data = tmp_path_factory.mktemp("synthetic_data")

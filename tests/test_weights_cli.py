@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transmiter.models.cli import check
+from transmiter.cli.weights import check
 
 
 def test_missing_openai_weights_fail_with_the_fix(capsys, monkeypatch):

@@ -24,7 +24,7 @@ from transmiter.config.instantiate import dataset_spec_from_config, instantiate
 from transmiter.distributed import is_global_zero
 from transmiter.features.store import ArrayCache
 from transmiter.io import absolute
-from transmiter.trainers import build_logger, build_trainer
+from transmiter.trainers import StageLogger, build_logger, build_trainer
 
 
 @dataclass
@@ -118,9 +118,13 @@ class RunContext:
         """The job's logger with metric keys prefixed by the training stage (e.g. `skip_tuning/...`),
         so every stage of a study job draws its own curves in the one run."""
         logger = self.logger
-        if logger and hasattr(logger, "_prefix"):
-            logger._prefix = purpose  # WandbLogger/CSVLogger prefix their metric keys with it
-        return logger
+        return StageLogger(logger, purpose) if logger else logger
+
+    def finalize_logger(self, status: str = "success") -> None:
+        """Let the job's logger write what it holds (no-op when none was built)."""
+        logger = self._models.get("_logger")
+        if logger:
+            logger.finalize(status)
 
     # --- data ---------------------------------------------------------------------------------
     @property

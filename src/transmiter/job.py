@@ -67,8 +67,6 @@ def log_results(ctx, results) -> None:
     logger = ctx.logger
     if not logger:
         return
-    if hasattr(logger, "_prefix"):
-        logger._prefix = ""
     flat = {}
     for r in results:
         for k, v in {
@@ -97,9 +95,7 @@ def log_results(ctx, results) -> None:
 
 def finish_tracking(ctx) -> None:
     """Close the job's wandb run (always: several jobs may share a process under multirun)."""
-    logger = ctx._models.get("_logger")
-    if logger:
-        logger.finalize("success")
+    ctx.finalize_logger("success")
     try:
         import wandb
 

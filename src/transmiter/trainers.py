@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from transmiter.callbacks import ShutdownSpawnedProcessGroup
@@ -78,3 +79,56 @@ def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
         return module.trainer
     except RuntimeError:  # Lightning's "is not attached to a `Trainer`"
         return None
+
+
+class StageLogger(Logger):
+    """The job's experiment logger as one training stage writes to it: metric keys get the stage's name
+    (`skip_tuning-train/loss`, the way Lightning's loggers join a prefix), so every stage of a study job draws
+    its own curves in the job's one run. Everything else goes to the job's logger unchanged."""
+
+    def __init__(self, logger: Logger, stage: str) -> None:
+        super().__init__()
+        self.logger, self.stage = logger, stage
+        self.separator = getattr(logger, "LOGGER_JOIN_CHAR", "-")
+
+    @property
+    def name(self) -> str | None:
+        return self.logger.name
+
+    @property
+    def version(self) -> int | str | None:
+        return self.logger.version
+
+    @property
+    def save_dir(self) -> str | None:
+        return self.logger.save_dir
+
+    @property
+    def root_dir(self) -> str | None:
+        return self.logger.root_dir
+
+    @property
+    def log_dir(self) -> str | None:
+        return self.logger.log_dir
+
+    @property
+    def experiment(self) -> Any:
+        return self.logger.experiment
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.logger.log_metrics({f"{self.stage}{self.separator}{k}": v for k, v in metrics.items()}, step)
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        self.logger.log_hyperparams(params, *args, **kwargs)
+
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        self.logger.log_graph(model, input_array)
+
+    def save(self) -> None:
+        self.logger.save()
+
+    def finalize(self, status: str) -> None:
+        self.logger.finalize(status)
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        self.logger.after_save_checkpoint(checkpoint_callback)

@@ -202,13 +202,13 @@ class RandomStateCheckpoint(L.Callback):
     middle of an epoch, and these checkpoints are written at epoch ends."""
 
     def __init__(self) -> None:
-        self._trainer = None
+        self.trainer: L.Trainer | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        self._trainer = trainer
+        self.trainer = trainer
 
     def state_dict(self) -> dict[str, Any]:
-        trainer = self._trainer
+        trainer = self.trainer
         loader = trainer.train_dataloader if trainer is not None else None
         mine = capture_random_state(getattr(loader, "generator", None))
         states = [mine]

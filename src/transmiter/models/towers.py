@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from transmiter.models.open_clip_internals import text_additive_mask, vision_pool
+
 __all__ = [
     "TowerSplitError",
     "check_splittable",
@@ -274,9 +276,7 @@ def image_back(model: nn.Module, tokens: torch.Tensor, omega: int, normalize: bo
     _check_block_index(omega, depth, "image")
     x = tokens.to(_cast_dtype(v.transformer))
     x = _run_blocks(v.transformer, x, omega, depth, None)
-    pooled, _ = v._pool(
-        x
-    )  # the model's own pooling: tok / avg / none, attentional pooler, final_ln_after_pool
+    pooled, _ = vision_pool(v, x)  # the model's own pooling: tok / avg / none, attentional pooler, ...
     if v.proj is not None:
         pooled = pooled @ v.proj
     return F.normalize(pooled, dim=-1) if normalize else pooled
@@ -295,7 +295,7 @@ def _text_attn_mask(parts: _TextParts, token_ids: torch.Tensor, dtype: torch.dty
     tower = parts.tower
     if tower is not None and (getattr(tower, "use_pad_mask", False) or parts.cls_emb is not None):
         seq_len = token_ids.shape[1] + (1 if parts.cls_emb is not None else 0)
-        additive = tower._build_additive_mask(token_ids, seq_len, dtype)
+        additive = text_additive_mask(tower, token_ids, seq_len, dtype)
         mask = additive if mask is None else mask[:seq_len, :seq_len].unsqueeze(0) + additive
     return mask
 

@@ -220,10 +220,8 @@ class LogitAdapter(nn.Module):
         # strip any existing form
         if parametrize.is_parametrized(self.push, "weight"):
             parametrize.remove_parametrizations(self.push, "weight", leave_parametrized=False)
-        if "weight" in self.push._parameters:
-            del self.push._parameters["weight"]
-        if "weight" in self.push._buffers:
-            del self.push._buffers["weight"]
+        if hasattr(self.push, "weight"):  # a parameter (free) or a buffer (frozen)
+            delattr(self.push, "weight")
         if form == "frozen":
             self.push.register_buffer("weight", current)
         else:
@@ -263,7 +261,7 @@ class LogitAdapter(nn.Module):
             push = nn.Linear(self.K, self.proj_dim, bias=False, device=original.device, dtype=original.dtype)
             with torch.no_grad():
                 push.weight.copy_(base[..., : self.K])  # orthonormal placeholder, replaced below
-            self._modules["push"] = push
+            self.push = push
             self._projection = "free"
             self.set_projection("orthogonal")
             plist = self.push.parametrizations["weight"]
