@@ -19,6 +19,7 @@ import math
 import time
 
 import torch
+from omegaconf import OmegaConf
 
 from bench.core import BenchOptions, BenchRecord, Goal, failed, quiet
 
@@ -66,6 +67,7 @@ def fit_lightning(
         trainer = build_trainer(
             trainer_config(device),
             purpose="train",
+            callbacks_cfg=OmegaConf.create({}),  # the bare fitting loop: no checkpoint or guard callbacks
             max_epochs=epochs,
             enable_checkpointing=False,
             enable_progress_bar=False,

@@ -287,10 +287,13 @@ class _Ctx:
     """What fit_resumable needs from a RunContext."""
 
     def make_trainer(self, purpose, **kwargs):
-        import lightning as L
+        from omegaconf import OmegaConf
+
+        from transmiter.trainers import build_trainer
 
         options = dict(accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False)
-        return L.Trainer(**{**options, **kwargs})
+        cfg = OmegaConf.create({"_target_": "lightning.pytorch.Trainer", **options})
+        return build_trainer(cfg, purpose=purpose, **kwargs)  # the shipped conf/callbacks
 
     def training_logger(self, purpose):
         return False

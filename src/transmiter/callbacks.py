@@ -1,7 +1,13 @@
-"""Lightning callbacks of every training stage (composed from `conf/callbacks/`, built by
-`transmiter.trainers.build_trainer`).
+"""The project's Lightning callbacks; `conf/callbacks/default.yaml` says which callbacks every trainer gets,
+and `transmiter.trainers.build_trainer` builds them (the one place).
 
-    trainer = L.Trainer(callbacks=[NonFiniteLossGuard(), ...])
+    trainer = L.Trainer(callbacks=[NonFiniteLossGuard(), RandomStateCheckpoint(), ...])
+    make_train_loader_resumable(datamodule)      # its train DataLoader puts the saved random state back
+
+RandomStateCheckpoint saves the random state of the data stream with every checkpoint (the training
+DataLoader's generator and the global torch / numpy / Python RNGs, which drive augmentations and seed
+workers), one per DDP rank, and a resumable train DataLoader puts it back right before the resumed epoch's
+iterator is created, so that epoch sees the same order and the same augmentations.
 
 NonFiniteLossGuard stops training before a NaN / inf loss reaches the weights: it raises
 NonFiniteLossError on every rank (the ranks agree through one reduction), so the checkpoint of the last
@@ -16,10 +22,14 @@ over, then the group is torn down in order.
 from __future__ import annotations
 
 import multiprocessing
+import random
+from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -62,3 +72,120 @@ class ShutdownSpawnedProcessGroup(L.Callback):
         if spawned and dist.is_available() and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# random state travelling with the checkpoint
+# ---------------------------------------------------------------------------------------------------------
+
+
+# At most one saved random state waiting for the next resumable training iterator of this process. A
+# process-wide slot rather than an attribute of the loader: Lightning may re-create the DataLoader (to add a
+# DDP sampler) after the checkpoint was read, and the slot survives that.
+_PENDING_STATE: list[dict[str, Any]] = []
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader that, when a resumed run creates its first iterator, first puts back the random state
+    saved with the checkpoint (its own generator and the global RNGs; see :class:`RandomStateCheckpoint`).
+    Lightning creates that iterator right after reading the checkpoint, so nothing in between draws."""
+
+    def __iter__(self):
+        if _PENDING_STATE:
+            states = _PENDING_STATE.pop()["ranks"]
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            if rank < len(states):  # resumed on more processes than saved: the new ranks start afresh
+                restore_random_state(states[rank], self.generator)
+        return super().__iter__()
+
+
+class RandomStateCheckpoint(L.Callback):
+    """Saves the random state of the data stream with every checkpoint (the training DataLoader's generator
+    and the global torch / numpy / Python RNGs, which drive augmentations and seed workers), one per DDP
+    rank, and hands it to the first training iterator of a resumed run.
+
+    Lightning's own hook for stateful loaders is not enough: it only reloads their state when resuming in the
+    middle of an epoch, and these checkpoints are written at epoch ends."""
+
+    def __init__(self) -> None:
+        self.trainer: L.Trainer | None = None  # the trainer this callback serves (set in setup)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer = self.trainer
+        loader = trainer.train_dataloader if trainer is not None else None
+        mine = capture_random_state(getattr(loader, "generator", None))
+        states = [mine]
+        if trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
+            # Every rank dumps the checkpoint (Lightning's save_checkpoint runs on all ranks; rank 0 writes),
+            # so this collective is matched on every rank.
+            states = [None] * trainer.world_size
+            torch.distributed.all_gather_object(states, mine)
+        return {"format": 2, "ranks": states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        _PENDING_STATE[:] = [state_dict] if state_dict.get("format") == 2 else []
+
+
+def clear_pending_random_state() -> None:
+    """Forget a saved random state no iterator has taken (before and after each training stage)."""
+    _PENDING_STATE.clear()
+
+
+def capture_random_state(generator: torch.Generator | None) -> dict[str, Any]:
+    """The state of ``generator`` and of the global RNGs, as plain values and tensors (weights-only loadable)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "generator": None if generator is None else generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "numpy": [
+            str(name),
+            torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_random_state(state: dict[str, Any], generator: torch.Generator | None) -> None:
+    if generator is not None and state.get("generator") is not None:
+        generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+class _ResumableTrainLoader:
+    """Replaces ``owner.train_dataloader`` on the instance: calls the class's method, then turns the plain
+    DataLoader it returns into a :class:`ResumableDataLoader` (same object, same arguments: the subclass
+    only adds ``__iter__``). A class rather than a closure, so the owner still pickles (``ddp_spawn``)."""
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+
+    def __call__(self) -> Any:
+        loader = type(self.owner).train_dataloader(self.owner)
+        if type(loader) is DataLoader:
+            # Lightning may re-create it (DDP samplers) from the recorded arguments: it keeps the class.
+            loader.__class__ = ResumableDataLoader
+        return loader
+
+
+def make_train_loader_resumable(owner: Any) -> None:
+    """Make the train DataLoader of ``owner`` (a DataModule, or a module serving its own batches) stateful."""
+    if owner is None or not callable(getattr(type(owner), "train_dataloader", None)):
+        return
+    if not isinstance(owner.__dict__.get("train_dataloader"), _ResumableTrainLoader):
+        owner.train_dataloader = _ResumableTrainLoader(owner)

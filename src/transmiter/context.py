@@ -105,7 +105,13 @@ class RunContext:
 
     # --- trainers -----------------------------------------------------------------------------
     def make_trainer(self, purpose: str = "eval", **overrides: Any) -> L.Trainer:
-        return build_trainer(self.cfg.trainer, purpose=purpose, root_dir=self.output_dir, **overrides)
+        return build_trainer(
+            self.cfg.trainer,
+            purpose=purpose,
+            callbacks_cfg=self.cfg.get("callbacks"),
+            root_dir=self.output_dir,
+            **overrides,
+        )
 
     @property
     def logger(self) -> Any:

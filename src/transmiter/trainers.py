@@ -10,10 +10,11 @@ import os
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from transmiter.callbacks import ShutdownSpawnedProcessGroup
+from transmiter.config.compose import CONFIG_DIR
 from transmiter.config.instantiate import instantiate
 
 
@@ -33,30 +34,50 @@ def progress_enabled() -> bool:
     return os.environ.get("TRANSMITER_PROGRESS", "1") not in ("0", "false", "False")
 
 
+def build_callbacks(
+    callbacks_cfg: DictConfig | None, group: str, checkpoint_dir: str | os.PathLike | None = None
+) -> list[L.Callback]:
+    """The callbacks of one group of `conf/callbacks` ("train" or "every"; the shipped default file when
+    `callbacks_cfg` is None). A node with `dirpath: ???` writes into `checkpoint_dir`; progress bars are left
+    out under TRANSMITER_PROGRESS=0."""
+    if callbacks_cfg is None:
+        callbacks_cfg = OmegaConf.load(CONFIG_DIR / "callbacks" / "default.yaml")
+    built: list[L.Callback] = []
+    for name, node in (callbacks_cfg.get(group) or {}).items():
+        if node is None:
+            continue
+        if OmegaConf.is_missing(node, "dirpath"):
+            if checkpoint_dir is None:
+                raise ValueError(f"callbacks.{group}.{name} writes checkpoints: build it with a checkpoint_dir")
+            node = OmegaConf.merge(node, {"dirpath": str(checkpoint_dir)})
+        callback = instantiate(node)
+        if isinstance(callback, ProgressBar) and not progress_enabled():
+            continue
+        built.append(callback)
+    return built
+
+
 def build_trainer(
     trainer_cfg: DictConfig,
     *,
     purpose: str,
+    callbacks_cfg: DictConfig | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
     root_dir: str | os.PathLike | None = None,
     logger: Any = False,
     callbacks: list | None = None,
     **overrides: Any,
 ) -> L.Trainer:
-    """A Trainer from `conf/trainer/*`. Non-training purposes ("eval", "features") get no logger and
-    no checkpointing; every trainer shows a rich progress bar unless TRANSMITER_PROGRESS=0."""
+    """A Trainer from `conf/trainer/*`: the `train` callbacks of `conf/callbacks` (training stages, which
+    checkpoint into `checkpoint_dir`), then `callbacks`, then the `every` ones. Non-training purposes
+    ("eval", "features") get no logger and no checkpointing."""
     quiet_lightning_banners()
     cfg = OmegaConf.to_container(trainer_cfg, resolve=True)
     assert isinstance(cfg, dict)
     cfg.update(overrides)
-    callbacks = list(callbacks or [])
-    if not any(isinstance(c, ShutdownSpawnedProcessGroup) for c in callbacks):
-        callbacks.append(ShutdownSpawnedProcessGroup())
-    show_progress = progress_enabled()
-    if show_progress and not any(isinstance(c, L.pytorch.callbacks.ProgressBar) for c in callbacks):
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=False))
-    cfg.setdefault("enable_progress_bar", show_progress)
+    training = build_callbacks(callbacks_cfg, "train", checkpoint_dir) if purpose == "train" else []
+    callbacks = [*training, *(callbacks or []), *build_callbacks(callbacks_cfg, "every")]
+    cfg.setdefault("enable_progress_bar", any(isinstance(c, ProgressBar) for c in callbacks))
     if purpose in ("eval", "features"):
         cfg.setdefault("enable_checkpointing", False)
         cfg["use_distributed_sampler"] = purpose == "features"  # eval shards itself, unpadded

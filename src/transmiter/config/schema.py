@@ -405,6 +405,7 @@ class TransmiterConfig:
     pair: PairConfig = MISSING  # source -> target models of transfer methods
     trainer: Any = MISSING
     logger: Any = MISSING
+    callbacks: Any = MISSING  # Lightning callbacks of every trainer (conf/callbacks)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = checked(1, ok=lambda v: _int(v) and v >= 0, fix="use a non-negative integer, e.g. seed=1")
     task_name: str = MISSING  # names the run folder and the results record

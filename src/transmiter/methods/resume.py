@@ -36,18 +36,15 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from transmiter.callbacks import NonFiniteLossGuard
+from transmiter.callbacks import clear_pending_random_state, make_train_loader_resumable
 from transmiter.stages import CHECKPOINT_DIR
 
 log = logging.getLogger("transmiter")
@@ -112,29 +109,19 @@ def fit_resumable(
 
     ``datamodule=None`` means the module serves its own training batches (Skip Tuning). A non-finite loss
     stops training with a FloatingPointError that names the last good checkpoint."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     stage_dir = Path(stage_dir)
     last = last_checkpoint_path(stage_dir)
     resume = resume_checkpoint(stage_dir)
-    # Keep one checkpoint, the latest, under a fixed name. (`save_last=True, save_top_k=0` would not do:
-    # since Lightning 2.6 it writes last.ckpt only when a top-k checkpoint was saved, i.e. at the end of
-    # training, never after an epoch.)
-    checkpoint = ModelCheckpoint(
-        dirpath=last.parent,
-        filename=last.stem,
-        save_top_k=1,
-        save_last=False,
-        every_n_epochs=1,
-        enable_version_counter=False,
-    )
-    all_callbacks: list[L.Callback] = [checkpoint, RandomStateCheckpoint(), NonFiniteLossGuard(), *callbacks]
-    all_callbacks += [f for f in (FaultInjection.from_env(purpose), HoldInjection.from_env(purpose)) if f]
+    extra: list[L.Callback] = list(callbacks)
+    extra += [f for f in (FaultInjection.from_env(purpose), HoldInjection.from_env(purpose)) if f]
+    # the training callbacks of conf/callbacks (per-epoch checkpoint as last.ckpt, random state, non-finite
+    # guard) join these; the checkpoint writes into the stage folder
     trainer = ctx.make_trainer(
         "train",
+        checkpoint_dir=last.parent,
         max_epochs=epochs,
         enable_checkpointing=True,
-        callbacks=all_callbacks,
+        callbacks=extra,
         default_root_dir=str(stage_dir),
         logger=ctx.training_logger(purpose),
         **trainer_overrides,
@@ -142,7 +129,7 @@ def fit_resumable(
     make_train_loader_resumable(datamodule if datamodule is not None else module)
     if resume is not None:
         log.info("%s: resuming from %s", purpose, resume)
-    _PENDING_STATE.clear()
+    clear_pending_random_state()
     try:
         # weights_only: a checkpoint never unpickles arbitrary objects
         trainer.fit(
@@ -164,120 +151,8 @@ def fit_resumable(
         except TypeError:
             raise FloatingPointError(message) from err
     finally:
-        _PENDING_STATE.clear()
+        clear_pending_random_state()
     return trainer
-
-
-# ---------------------------------------------------------------------------------------------------------
-# random state travelling with the checkpoint
-# ---------------------------------------------------------------------------------------------------------
-
-
-# At most one saved random state waiting for the next resumable training iterator of this process. A
-# process-wide slot rather than an attribute of the loader: Lightning may re-create the DataLoader (to add a
-# DDP sampler) after the checkpoint was read, and the slot survives that.
-_PENDING_STATE: list[dict[str, Any]] = []
-
-
-class ResumableDataLoader(DataLoader):
-    """A DataLoader that, when a resumed run creates its first iterator, first puts back the random state
-    saved with the checkpoint (its own generator and the global RNGs; see :class:`RandomStateCheckpoint`).
-    Lightning creates that iterator right after reading the checkpoint, so nothing in between draws."""
-
-    def __iter__(self):
-        if _PENDING_STATE:
-            states = _PENDING_STATE.pop()["ranks"]
-            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-            if rank < len(states):  # resumed on more processes than saved: the new ranks start afresh
-                restore_random_state(states[rank], self.generator)
-        return super().__iter__()
-
-
-class RandomStateCheckpoint(L.Callback):
-    """Saves the random state of the data stream with every checkpoint (the training DataLoader's generator
-    and the global torch / numpy / Python RNGs, which drive augmentations and seed workers), one per DDP
-    rank, and hands it to the first training iterator of a resumed run.
-
-    Lightning's own hook for stateful loaders is not enough: it only reloads their state when resuming in the
-    middle of an epoch, and these checkpoints are written at epoch ends."""
-
-    def __init__(self) -> None:
-        self.trainer: L.Trainer | None = None
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        self.trainer = trainer
-
-    def state_dict(self) -> dict[str, Any]:
-        trainer = self.trainer
-        loader = trainer.train_dataloader if trainer is not None else None
-        mine = capture_random_state(getattr(loader, "generator", None))
-        states = [mine]
-        if trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
-            # Every rank dumps the checkpoint (Lightning's save_checkpoint runs on all ranks; rank 0 writes),
-            # so this collective is matched on every rank.
-            states = [None] * trainer.world_size
-            torch.distributed.all_gather_object(states, mine)
-        return {"format": 2, "ranks": states}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _PENDING_STATE[:] = [state_dict] if state_dict.get("format") == 2 else []
-
-
-def capture_random_state(generator: torch.Generator | None) -> dict[str, Any]:
-    """The state of ``generator`` and of the global RNGs, as plain values and tensors (weights-only loadable)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "generator": None if generator is None else generator.get_state(),
-        "torch": torch.get_rng_state(),
-        "numpy": [
-            str(name),
-            torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            int(pos),
-            int(has_gauss),
-            float(cached),
-        ],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_random_state(state: dict[str, Any], generator: torch.Generator | None) -> None:
-    if generator is not None and state.get("generator") is not None:
-        generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    cuda = state.get("cuda")
-    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-
-
-class _ResumableTrainLoader:
-    """Replaces ``owner.train_dataloader`` on the instance: calls the class's method, then turns the plain
-    DataLoader it returns into a :class:`ResumableDataLoader` (same object, same arguments: the subclass
-    only adds ``__iter__``). A class rather than a closure, so the owner still pickles (``ddp_spawn``)."""
-
-    def __init__(self, owner: Any) -> None:
-        self.owner = owner
-
-    def __call__(self) -> Any:
-        loader = type(self.owner).train_dataloader(self.owner)
-        if type(loader) is DataLoader:
-            # Lightning may re-create it (DDP samplers) from the recorded arguments: it keeps the class.
-            loader.__class__ = ResumableDataLoader
-        return loader
-
-
-def make_train_loader_resumable(owner: Any) -> None:
-    """Make the train DataLoader of ``owner`` (a DataModule, or a module serving its own batches) stateful."""
-    if owner is None or not callable(getattr(type(owner), "train_dataloader", None)):
-        return
-    if not isinstance(owner.__dict__.get("train_dataloader"), _ResumableTrainLoader):
-        owner.train_dataloader = _ResumableTrainLoader(owner)
 
 
 # ---------------------------------------------------------------------------------------------------------
