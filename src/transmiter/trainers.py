@@ -48,7 +48,9 @@ def build_callbacks(
             continue
         if OmegaConf.is_missing(node, "dirpath"):
             if checkpoint_dir is None:
-                raise ValueError(f"callbacks.{group}.{name} writes checkpoints: build it with a checkpoint_dir")
+                raise ValueError(
+                    f"callbacks.{group}.{name} writes checkpoints: build it with a checkpoint_dir"
+                )
             node = OmegaConf.merge(node, {"dirpath": str(checkpoint_dir)})
         callback = instantiate(node)
         if isinstance(callback, ProgressBar) and not progress_enabled():

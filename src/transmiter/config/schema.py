@@ -376,6 +376,27 @@ class EFTConfig(TransMiterConfig):
     alpha: float = 1.0
 
 
+def _fit_values() -> dict[str, Any]:
+    return dataclasses.asdict(FitConfig())
+
+
+@dataclass
+class TransMiterDiagnosticsConfig(TransMiterConfig):
+    """TransMiter's diagnostic rows (adapter on the source, without rotation, target oracle)."""
+
+    _target_: str = "transmiter.methods.transmiter.TransMiterDiagnostics"
+    name: str = "transmiter_diagnostics"
+    rows: list[str] = checked(
+        ok=lambda v: (
+            bool(v) and len(set(v)) == len(v) and set(v) <= {"source", "no_rotation", "target_oracle"}
+        ),
+        fix="use a non-empty list of distinct rows among source, no_rotation, target_oracle",
+        factory=lambda: ["source", "no_rotation", "target_oracle"],
+    )
+    # FitConfig's values as a plain node: a study points it at its TransMiter row's fit block
+    fit: Any = field(default_factory=_fit_values)
+
+
 @dataclass
 class StudyConfig:
     """Every method row of one (dataset, setting, seed, pair) job."""
@@ -423,6 +444,7 @@ METHOD_SCHEMAS: dict[str, type] = {
     "transmiter_schema": TransMiterConfig,
     "transmiter_plus_schema": TransMiterPlusConfig,
     "eft_schema": EFTConfig,
+    "transmiter_diagnostics_schema": TransMiterDiagnosticsConfig,
     "study_schema": StudyConfig,
 }
 
