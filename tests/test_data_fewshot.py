@@ -1,4 +1,4 @@
-"""Few-shot sampler (protocol.md §2) and its portable cache."""
+"""Few-shot sampler and its portable cache."""
 
 from __future__ import annotations
 

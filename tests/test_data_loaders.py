@@ -1,4 +1,4 @@
-"""Loaders on fake copies of all 15 built-in layouts, with each quirk of protocol.md §1."""
+"""Loaders on fake copies of all 15 built-in layouts, with each quirk of the CoOp layouts."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_every_builtin_layout_loads(tmp_path, name):
 def test_caltech_label_order_follows_split_file(tmp_path):
     spec = write_fake_dataset(shipped_dataset_spec("Caltech101"), tmp_path)
     splits = load_dataset(spec, tmp_path)
-    # Capitalised folders sort first and are renamed, so label 0 is "face" (protocol.md §1).
+    # Capitalised folders sort first and are renamed, so label 0 is "face".
     assert splits.classnames == ["face", "leopard", "motorbike", "accordion", "airplane"]
     assert splits.train[0].impath.endswith("101_ObjectCategories/Faces/image_0001.jpg")
     raw = json.loads((splits.root / "split_zhou_Caltech101.json").read_text())

@@ -1,4 +1,4 @@
-"""Base / new class selection (protocol.md §3)."""
+"""Base / new class selection."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from transmiter.data.errors import DatasetError
 from transmiter.data.spec import BASE_TO_NEW_DATASETS
 from transmiter.data.subsample import base_novel_class_ids, subsample_classes
 
-# protocol.md §3 "Resulting class counts (base/new)".
+# The protocol's class counts (base/new) per dataset.
 EXPECTED_BASE_NEW = {
     "ImageNet": (500, 500),
     "Caltech101": (50, 50),

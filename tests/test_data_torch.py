@@ -1,4 +1,4 @@
-"""Transforms (protocol.md §6), ImageListDataset, the unrepeated sampler and the DataModule."""
+"""Transforms, ImageListDataset, the unrepeated sampler and the DataModule."""
 
 from __future__ import annotations
 

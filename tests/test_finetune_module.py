@@ -193,7 +193,7 @@ def _recorded_logs(module) -> list[tuple[str, dict]]:
 
 
 def test_epoch_level_train_loss_is_synced_across_ranks():
-    """engineering.md §3 pitfall 7: the epoch mean of the loss is reduced over DDP ranks (sync_dist), the
+    """The epoch mean of the loss is reduced over DDP ranks (sync_dist), the
     per-step value is logged as it is; keys stay train/loss_step and train/loss_epoch."""
     model, tok = tiny()
     data = SolidColourDataset(2, 2)

@@ -1,4 +1,4 @@
-"""Tower splitting at block ω (LSkip) and the FT / SkipT freezing rule (skip_tuning.md §1)."""
+"""Tower splitting at block ω (LSkip) and the FT / SkipT freezing rule."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def _rec(dataset, method, seed, base, novel=None, setting="base2novel"):
 
 
 def test_reference_clip_average_row():
-    """protocol.md §3: the CLIP row averages to 69.34 / 74.22 and HM(avg) 71.70, mean of HMs 71.59."""
+    """The base-to-novel protocol: the CLIP row averages to 69.34 / 74.22 and HM(avg) 71.70, mean of HMs 71.59."""
     rows = [
         ("ImageNet", 72.43, 68.14),
         ("Caltech101", 96.84, 94.00),

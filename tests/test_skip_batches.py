@@ -1,4 +1,4 @@
-"""Class-homogeneous / random batch plans (skip_tuning.md §1) and their DDP sharding."""
+"""Class-homogeneous / random batch plans and their DDP sharding."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CSkip (skip_tuning.md §2): top-k, exponential keep schedule, GT forcing, label remap, edge cases."""
+"""CSkip: top-k, exponential keep schedule, GT forcing, label remap, edge cases."""
 
 from __future__ import annotations
 

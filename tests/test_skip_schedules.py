@@ -1,4 +1,4 @@
-"""Per-epoch LR schedules (skip_tuning.md §3): warm-up + shifted cosine, plain cosine, epoch divisor."""
+"""Per-epoch LR schedules: warm-up + shifted cosine, plain cosine, epoch divisor."""
 
 from __future__ import annotations
 

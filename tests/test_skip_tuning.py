@@ -378,7 +378,7 @@ def test_vit_l14_depths_resolve():
 
 
 def test_epoch_level_train_metrics_are_synced_across_ranks():
-    """engineering.md §3 pitfall 7: every epoch-level value is logged with sync_dist, step values without."""
+    """Every epoch-level value is logged with sync_dist (a DDP mean), step values without."""
     model, tok = tiny()
     data = SolidColourDataset(2, 4)
     module = SkipTuningCLIP(model, tok, data.classnames, train_dataset=data, shots=4)

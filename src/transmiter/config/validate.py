@@ -178,7 +178,7 @@ def _validate_dataset(cfg: DictConfig) -> None:
     if not root.is_dir():
         raise ConfigError(
             f"dataset={spec.name}: folder {root} does not exist. Set paths.data_dir (or TRANSMITER_DATA) to "
-            f"the folder holding '{spec.folder}/', prepare it as in protocol.md §1, and run "
+            f"the folder holding '{spec.folder}/', lay it out as CoOp's DATASETS.md describes, and run "
             f"`transmiter data check dataset=<name>` to see what is missing."
         )
     if spec.split_file and not (root / spec.split_file).is_file():

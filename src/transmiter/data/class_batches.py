@@ -1,4 +1,4 @@
-"""Skip Tuning's mini-batch plan (skip_tuning.md §1, FeatureLoader) as a DDP-aware batch sampler.
+"""Skip Tuning's mini-batch plan as a DDP-aware batch sampler.
 
     from transmiter.data.class_batches import ClassBatchSampler
     sampler = ClassBatchSampler(labels, batch_size=4, shots=16, seed=1)      # class-homogeneous (shots >= 4)

@@ -49,7 +49,7 @@ class DatasetSplits:
         classnames: ``classnames[label]`` is the name of ``label``; its length is the number of classes.
         train, val, test: the splits, in split-file order (few-shot sampling depends on that order).
         val_is_test: True for ImageNet, whose protocol has no val set and uses the test set as val.
-            The few-shot sampler then leaves val alone (protocol.md §2).
+            The few-shot sampler then leaves val alone.
     """
 
     name: str

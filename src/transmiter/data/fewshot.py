@@ -1,4 +1,4 @@
-"""Few-shot sampling exactly as the CoOp protocol does it (protocol.md §2), with a portable on-disk cache.
+"""Few-shot sampling exactly as the CoOp protocol does it, with a portable on-disk cache.
 
 Usage::
 

@@ -1,4 +1,4 @@
-"""Read a dataset from disk into :class:`DatasetSplits`, one reader per loader kind (protocol.md §1).
+"""Read a dataset from disk into :class:`DatasetSplits`, one reader per loader kind.
 
 Usage::
 
@@ -18,7 +18,7 @@ Usage::
    must exist (Dassl asserts the same). The check lists directories, it does not open images.
 
 Splits are never regenerated: CoOp's loaders write a fresh random split when the split file is missing,
-which silently gives a different benchmark (protocol.md §8 pitfall 1). Here a missing file is an error.
+which silently gives a different benchmark. Here a missing file is an error.
 
 Ordering rules (they matter because few-shot sampling depends on item order):
 
@@ -47,7 +47,7 @@ FGVC_SPLIT_FILES = {split: f"images_variant_{split}.txt" for split in ("train", 
 # Kinds whose image paths are read from a file and so may point at images that are not there.
 KINDS_WITH_LISTED_IMAGES = ("json_split", "fgvc_aircraft")
 
-_COOP_DATASETS_DOC = "CoOp DATASETS.md [github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md, protocol.md §1]"
+_COOP_DATASETS_DOC = "CoOp DATASETS.md (github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md)"
 _MAX_EXAMPLES = 5
 
 

@@ -1,4 +1,4 @@
-"""The one call the rest of the framework makes to get data: load -> few-shot -> base/new (protocol.md §1-3).
+"""The one call the rest of the framework makes to get data: load -> few-shot -> base/new.
 
 Usage::
 

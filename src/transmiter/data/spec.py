@@ -15,7 +15,7 @@ In Python::
     splits = load_dataset(spec, "/data")          # reads /data/oxford_pets/...
     # the shipped configs' specs: transmiter.config.instantiate.shipped_dataset_spec("OxfordPets")
 
-Loader kinds (protocol.md §1):
+Loader kinds:
 
 * ``json_split``: ``<folder>/<split_file>`` holds ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``,
   ``relpath`` relative to ``<folder>/<image_dir>``.

@@ -1,4 +1,4 @@
-"""Base / new class selection for base-to-new generalisation (protocol.md §3).
+"""Base / new class selection for base-to-new generalisation.
 
 Usage::
 

@@ -1,4 +1,4 @@
-"""Image transforms of the CoOp protocol (protocol.md §6).
+"""Image transforms of the CoOp protocol.
 
 Usage::
 

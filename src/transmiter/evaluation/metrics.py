@@ -1,4 +1,4 @@
-"""Protocol metrics (protocol.md §3): micro top-1 accuracy in %, HM = 2BN/(B+N).
+"""Protocol metrics: micro top-1 accuracy in %, HM = 2BN/(B+N).
 
 harmonic_mean(72.43, 68.14)                      -> 70.22
 summarize_groups({"base": 80.0, "new": 70.0})    -> {"base": 80.0, "novel": 70.0, "hm": 74.67}

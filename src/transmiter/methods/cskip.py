@@ -1,4 +1,4 @@
-"""Class-wise Skipping (CSkip) of Skip Tuning (skip_tuning.md §2).
+"""Class-wise Skipping (CSkip) of Skip Tuning.
 
     from transmiter.methods.cskip import ClassSkipper, expected_kept_classes
     skipper = ClassSkipper(num_classes=19, top_ratio=0.5, max_top=50, lam=0.3, mask_mode="step")
@@ -11,7 +11,7 @@ rank positions r = 0..C-1. Rank r is kept with probability p_r: 1 for r < k = mi
 (top_ratio > 1 means an absolute count: ceil(min(top_ratio, C))); for the m = C - k other ranks,
 x = linspace(0, 5, m), f = Exp-pdf(x; scale λ), p = min-max normalised f (1 at rank k, 0 at the last rank).
 
-Decisions (the reference's quirks, §5.1 and §5.4):
+Decisions (where the reference implementation has quirks):
 * mask_mode="step" (default) draws a fresh keep mask over rank positions at every step;
   mask_mode="once" reproduces the reference: one draw per run, reused for every batch (the classes filling
   those positions still change with the ranking). The once-mask is drawn from a generator seeded by `seed`,

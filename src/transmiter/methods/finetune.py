@@ -1,4 +1,4 @@
-"""Full fine-tuning (FT) of CLIP, the Skip Tuning paper's baseline (skip_tuning.md §3, FinetuneCLIP).
+"""Full fine-tuning (FT) of CLIP, the Skip Tuning paper's baseline.
 
     from transmiter.methods.finetune import FinetuneCLIP
     module = FinetuneCLIP(model, tokenizer, base_names, "a bad photo of a {}, a type of pet.",
@@ -44,7 +44,7 @@ from transmiter.trainers import attached_trainer
 
 __all__ = ["FINETUNE_SETTINGS", "ClipTuningModule", "FinetuneCLIP", "prompt_texts"]
 
-# skip_tuning.md §3, FT baseline (`vit_b16_ep10_bs4`; the cross-dataset YAML uses 4 epochs). Batch 4 is the
+# the Skip Tuning paper's FT baseline (`vit_b16_ep10_bs4`; the cross-dataset YAML uses 4 epochs). Batch 4 is the
 # DataModule's; FT never applies the Skip Tuning epoch divisor.
 FINETUNE_SETTINGS: dict[str, dict] = {
     "base2novel": {

@@ -1,4 +1,4 @@
-"""Per-epoch learning-rate schedules of FT and Skip Tuning (skip_tuning.md §3).
+"""Per-epoch learning-rate schedules of FT and Skip Tuning.
 
     from transmiter.methods.schedules import lr_factor, build_epoch_scheduler, effective_epochs
     lr_factor(epoch, total_epochs=5, warmup_epochs=1)          # 1, .905, .655, .345 for epochs 1..4

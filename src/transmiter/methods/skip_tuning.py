@@ -1,4 +1,4 @@
-"""Skip Tuning (CVPR 2025): LSkip + CSkip + class-homogeneous batches + staged LR (skip_tuning.md §1-3).
+"""Skip Tuning (CVPR 2025): LSkip + CSkip + class-homogeneous batches + staged LR.
 
     from transmiter.methods.skip_tuning import SkipTuningCLIP
     module = SkipTuningCLIP(model, tokenizer, base_names, "a photo of a {}.",

@@ -1,4 +1,4 @@
-"""Zero-shot CLIP: the hand-crafted-template text classifier (protocol.md §3, §5). No training.
+"""Zero-shot CLIP: the hand-crafted-template text classifier. No training.
 
     transmiter method=zeroshot model=ViT-B-16 dataset=oxford_pets setting=base2novel
 

@@ -1,4 +1,4 @@
-"""Class names as the protocol prompts them: underscores become spaces (protocol.md §1, last rule).
+"""Class names as the protocol prompts them: underscores become spaces.
 
 prompt_name("Apply_Eye_Makeup") -> "Apply Eye Makeup"
 """

@@ -189,7 +189,7 @@ def load_clip(
     device: str | torch.device = "cpu",
     train_crop_scale: tuple[float, float] = (0.08, 1.0),
 ) -> ClipBundle:
-    """Create the open_clip model, tokenizer and the protocol's train/test transforms (protocol.md §6);
+    """Create the open_clip model, tokenizer and the protocol's train/test transforms;
     `train_crop_scale` is the training crop's area range (a dataset may narrow the protocol's (0.08, 1))."""
     import open_clip
 

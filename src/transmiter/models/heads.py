@@ -1,5 +1,5 @@
 """Zero-shot text heads: one row per class, the L2-normalised mean of its normalised prompt
-embeddings, times the model's logit scale (protocol.md §5). Cached per (model, names, templates).
+embeddings, times the model's logit scale. Cached per (model, names, templates).
 
     head = text_head(bundle, ["cat", "dog"], ["a photo of a {}."], cache=ArrayCache(root))  # [C, D]
     logits = normalised_image_features @ head.T          # = exp(logit_scale) · cos

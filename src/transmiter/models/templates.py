@@ -1,4 +1,4 @@
-"""Prompt templates of the CoOp protocol (protocol.md §5) and of Skip Tuning (skip_tuning.md §0).
+"""Prompt templates of the CoOp protocol and of Skip Tuning.
 
     template_set("OxfordPets", "coop")      -> ["a photo of a {}, a type of pet."]
     template_set("OxfordPets", "skip")      -> ["a bad photo of a {}, a type of pet."]

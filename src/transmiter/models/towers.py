@@ -401,7 +401,7 @@ def encode_text(model: nn.Module, token_ids: torch.Tensor, normalize: bool = Fal
 
 
 # --------------------------------------------------------------------------------------------------------
-# freezing (skip_tuning.md §1; FT = start_block 0)
+# freezing (FT = start_block 0)
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -462,7 +462,7 @@ def _unfreeze_text(model: nn.Module, start_block: int) -> None:
 def freeze_for_finetuning(
     model: nn.Module, start_block: int = 0, text_start_block: int | None = None
 ) -> dict[str, list[str]]:
-    """Set requires_grad exactly as FT (start 0) / SkipT (start ω) train (skip_tuning.md §1).
+    """Set requires_grad exactly as FT (start 0) / SkipT (start ω) train.
 
     Trainable: image blocks[start_block:], ln_post, proj (and an attentional pooler if the model has one);
     text blocks[text_start_block:], ln_final, text_projection. Frozen: everything else — conv1,

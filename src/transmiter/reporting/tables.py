@@ -1,7 +1,7 @@
 """Paper-style tables from results records.
 
 Per (setting, dataset, method row): Base / Novel / HM as the mean ± std over seeds, HM computed from
-the seed-averaged Base and Novel (protocol.md §3). Per (setting, method), when a setting has several
+the seed-averaged Base and Novel. Per (setting, method), when a setting has several
 datasets: an Average row whose HM is the HM of the averaged Base and Novel, with the mean of
 per-dataset HMs beside it, labelled. A re-run of the same (setting, dataset, row, seed) replaces the
 older record (newest `created` wins; ties: the later one in the list).
@@ -229,7 +229,7 @@ def to_markdown(
         if any(r.dataset == AVERAGE for r in rows):
             out.append(
                 "Average rows: Base and Novel averaged over datasets; HM is the harmonic mean of those "
-                "averages (protocol.md §3); the mean of the per-dataset HMs is shown beside it. "
+                "averages (the protocol's HM); the mean of the per-dataset HMs is shown beside it. "
                 "(k/n): the method has results on k of the setting's n datasets."
             )
         if any(r.novel for r in rows):

@@ -1,4 +1,4 @@
-"""Downstream synthetic benchmarks, written in the CoOp layout (protocol.md §1).
+"""Downstream synthetic benchmarks, written in the CoOp layout.
 
 Each benchmark is a classification task over combinations of world attributes, drawn under a distribution
 shift relative to pretraining (pixel noise, blur, colour casts, background patterns/colours never seen in
@@ -9,7 +9,7 @@ pretraining). On disk::
     <data_dir>/<folder>/.synthetic_complete.json   completion marker (benchmark key + content hash)
 
 ``relpath`` is relative to ``images/``. Class order (= labels) interleaves the attribute grid so that the
-base half (first ceil(n/2) labels, protocol.md §3) and the novel half both cover every attribute value.
+base half (first ceil(n/2) labels) and the novel half both cover every attribute value.
 
 Usage::
 
