@@ -55,7 +55,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from transmiter.config import compose_config
-    from transmiter.context import dataset_spec_from_config
+    from transmiter.config.instantiate import dataset_spec_from_config
     from transmiter.data.fake import write_fake_dataset
 
     folder = tmp_path_factory.mktemp("data")
