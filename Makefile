@@ -32,9 +32,10 @@ test-slow: setup ## Only the slow tests (science checks, DDP, end-to-end studies
 test-slurm: setup ## SLURM tests: a local one-node cluster (root; apt-installs slurm-wlm, munge, slurmdbd, mariadb-server when missing), a few minutes
 	$(RUN) pytest -m slurm --timeout=1800 -s $(PYTEST_ARGS)
 
-lint: setup ## ruff lint + format check
+lint: setup ## ruff lint + format check + the import layers (pyproject.toml [tool.importlinter])
 	$(RUN) ruff check src tests bench
 	$(RUN) ruff format --check src tests bench
+	$(RUN) lint-imports --no-cache
 
 format: setup ## Apply ruff fixes and formatting
 	$(RUN) ruff check --fix src tests bench
