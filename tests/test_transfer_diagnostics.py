@@ -312,7 +312,7 @@ def test_study_diagnostics_follow_the_transmiter_recipe(compose, experiment):
     whatever the experiment overrides there."""
     from omegaconf import OmegaConf
 
-    from transmiter.instantiate import instantiate
+    from transmiter.config.instantiate import instantiate
 
     cfg = compose([f"experiment={experiment}", "hydra/launcher=basic"])
     tm = OmegaConf.to_container(cfg.method.methods.transmiter, resolve=True)
