@@ -1,4 +1,4 @@
-"""Study jobs, sweeps, dry runs, resumption, the DDP guard and wandb offline runs."""
+"""Study jobs, sweeps, dry runs, resumption and the DDP guard (wandb runs: test_tracking.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from omegaconf import open_dict
@@ -195,32 +194,6 @@ def test_multirun_two_jobs_report_and_reuse(tmp_path, launcher):
         ledger = json.loads((root / "outputs" / "sweep" / f"seed{seed}" / "stages.json").read_text())
         fits = [v for v in ledger.values() if v["name"] == "adapter_fit"]
         assert fits and all(v["reused"] for v in fits)
-
-
-@pytest.mark.slow
-def test_wandb_offline_run_holds_the_metrics(tmp_path):
-    root = tmp_path
-    assert (
-        _cli(["data", "fake", "dataset=smoke", "--classes", "6", "--per-class", "4,2,3"], root).returncode
-        == 0
-    )
-    proc = _cli(
-        ["experiment=smoke_study", "logger=wandb", "hydra.run.dir=outputs/w"], root, WANDB_MODE="offline"
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    runs = list((root / "outputs" / "w" / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(runs) == 1  # one run per job
-    blob = runs[0].read_bytes()
-    for key in (
-        b"results/TransMiter+ tiny-random\xe2\x86\x92tiny-random-b/hm",
-        b"results/FT tiny-random/base",
-        b"skip_tuning-train/loss",
-        b"fit-",
-        b"cost/train_time_s",
-    ):
-        assert key in blob, key
-    tables = list(Path(runs[0].parent).glob("files/media/table/results_*.table.json"))
-    assert tables and "TransMiter+" in tables[0].read_text()
 
 
 def test_dry_run_line_names_finished_stages_of_a_partial_job(compose, tmp_path):

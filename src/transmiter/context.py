@@ -120,11 +120,11 @@ class RunContext:
             self._models["_logger"] = build_logger(self.cfg.get("logger"))
         return self._models["_logger"]
 
-    def training_logger(self, purpose: str) -> Any:
-        """The job's logger with metric keys prefixed by the training stage (e.g. `skip_tuning/...`),
+    def training_logger(self, stage: str) -> Any:
+        """The job's logger with metric keys prefixed by the training stage (e.g. `skip_tuning/ViT-B-16/...`),
         so every stage of a study job draws its own curves in the one run."""
         logger = self.logger
-        return StageLogger(logger, purpose) if logger else logger
+        return StageLogger(logger, stage) if logger else logger
 
     def finalize_logger(self, status: str = "success") -> None:
         """Let the job's logger write what it holds (no-op when none was built)."""

@@ -30,9 +30,12 @@ def run_job(cfg: DictConfig) -> dict[str, float]:
     ctx = RunContext.from_config(cfg)
     method = instantiate(cfg.method)
     try:
-        return _run_method(cfg, ctx, method)
-    finally:
-        finish_tracking(ctx)
+        metrics = _run_method(cfg, ctx, method)
+    except BaseException:  # the tracker run ends as failed, whatever stopped the job
+        finish_tracking(ctx, failed=True)
+        raise
+    finish_tracking(ctx, failed=False)
+    return metrics
 
 
 def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
@@ -93,13 +96,13 @@ def log_results(ctx, results) -> None:
         logger.log_table(key="results", columns=columns, data=rows)
 
 
-def finish_tracking(ctx) -> None:
-    """Close the job's wandb run (always: several jobs may share a process under multirun)."""
-    ctx.finalize_logger("success")
+def finish_tracking(ctx, failed: bool) -> None:
+    """Close the job's wandb run, as finished or as failed (exit code 1). Always called: several jobs of a
+    multirun may share one process, and the next job must start its own run."""
+    ctx.finalize_logger("failed" if failed else "success")
     try:
         import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
     except ImportError:
-        pass
+        return
+    if wandb.run is not None:
+        wandb.run.finish(exit_code=1 if failed else 0)

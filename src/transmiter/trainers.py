@@ -106,13 +106,14 @@ def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
 
 class StageLogger(Logger):
     """The job's experiment logger as one training stage writes to it: metric keys get the stage's name
-    (`skip_tuning-train/loss`, the way Lightning's loggers join a prefix), so every stage of a study job draws
-    its own curves in the job's one run. Everything else goes to the job's logger unchanged."""
+    (`skip_tuning/ViT-B-16/train/loss_epoch`; wandb groups its panels by the part before the first `/`), so
+    every stage of a study job draws its own curves in the job's one run. The stage's hyperparameters are
+    not logged: the job logged its whole resolved config once, and the stages' own (lr, epochs, ...) would
+    overwrite one another in the run's config."""
 
     def __init__(self, logger: Logger, stage: str) -> None:
         super().__init__()
         self.logger, self.stage = logger, stage
-        self.separator = getattr(logger, "LOGGER_JOIN_CHAR", "-")
 
     @property
     def name(self) -> str | None:
@@ -139,10 +140,10 @@ class StageLogger(Logger):
         return self.logger.experiment
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.logger.log_metrics({f"{self.stage}{self.separator}{k}": v for k, v in metrics.items()}, step)
+        self.logger.log_metrics({f"{self.stage}/{k}": v for k, v in metrics.items()}, step)
 
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        self.logger.log_hyperparams(params, *args, **kwargs)
+        """Nothing: see the class docstring."""
 
     def log_graph(self, model: Any, input_array: Any = None) -> None:
         self.logger.log_graph(model, input_array)

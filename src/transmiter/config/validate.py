@@ -19,6 +19,8 @@ from transmiter.config.schema import ConfigError, check_values
 
 __all__ = ["ConfigError", "uses_pair", "validate_config"]
 
+WANDB_MODES = ("offline", "online", "disabled")
+
 
 def _require(cond: bool, key: str, value, fix: str) -> None:
     if not cond:
@@ -29,11 +31,33 @@ def validate_config(cfg: DictConfig, check_data: bool = True) -> None:
     """Every check, cheapest first: the schema's allowed values, the checks across nodes, the dataset
     folder, then the models against open_clip's registry (the only step that imports torch)."""
     check_values(cfg)
+    _validate_logger(cfg.get("logger"))
     _validate_methods(cfg)
     if check_data:
         _validate_dataset(cfg)
     _validate_model(cfg)
     _validate_tower_depths(cfg)
+
+
+def _validate_logger(node: DictConfig | None) -> None:
+    """wandb's mode, and Lightning's offline flag, which would silently override it (dry-run)."""
+    if node is None or "WandbLogger" not in str(node.get("_target_")):
+        return
+    mode = node.get("mode")
+    _require(
+        mode in WANDB_MODES,
+        "logger.mode",
+        mode,
+        "use offline (the default: runs are written next to the outputs), online (stream to wandb.ai) or "
+        "disabled; WANDB_MODE=<mode> sets it for every job",
+    )
+    _require(
+        not node.get("offline") or mode == "offline",
+        "logger.offline",
+        node.get("offline"),
+        f"Lightning's offline flag forces wandb's dry-run mode, so logger.mode={mode} would be ignored; "
+        "leave logger.offline unset and choose the mode with WANDB_MODE or logger.mode",
+    )
 
 
 def _validate_model(cfg: DictConfig) -> None:

@@ -102,10 +102,13 @@ def fit_resumable(
     epochs: int,
     stage_dir: str | os.PathLike,
     purpose: str,
+    curves: str | None = None,
     callbacks: Sequence[L.Callback] = (),
     **trainer_overrides: Any,
 ) -> L.Trainer:
     """``trainer.fit`` with per-epoch checkpoints in ``stage_dir``, resuming from ``last.ckpt`` if present.
+
+    The stage's metrics go to the job's tracker run under ``curves`` (default ``purpose``) as a key prefix.
 
     ``datamodule=None`` means the module serves its own training batches (Skip Tuning). A non-finite loss
     stops training with a FloatingPointError that names the last good checkpoint."""
@@ -123,7 +126,7 @@ def fit_resumable(
         enable_checkpointing=True,
         callbacks=extra,
         default_root_dir=str(stage_dir),
-        logger=ctx.training_logger(purpose),
+        logger=ctx.training_logger(curves or purpose),
         **trainer_overrides,
     )
     make_train_loader_resumable(datamodule if datamodule is not None else module)

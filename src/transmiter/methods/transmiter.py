@@ -306,7 +306,8 @@ class TransferMethod:
                 ctx, tuned, data.items, data.views, classnames, self._teacher_templates(ctx), "fit"
             )
             feature_pass_s = ctx.timings.get("feature_pass_s", 0.0) - features_before
-            adapter = self._train_fit(ctx, inputs, teacher, len(names), stage_dir)
+            # curves per fitted model: a study fits the source, and the target for its oracle row
+            adapter = self._train_fit(ctx, inputs, teacher, len(names), stage_dir, f"fit/{model.spec.label}")
             path = save_adapter_artifact(
                 stage_dir / "adapter.safetensors",
                 adapter,
@@ -348,7 +349,7 @@ class TransferMethod:
     def _teacher_templates(self, ctx) -> list[str]:
         return self._templates(ctx, getattr(self.source_finetune, "templates", self.templates))
 
-    def _train_fit(self, ctx, inputs, teacher, K: int, stage_dir: Path):
+    def _train_fit(self, ctx, inputs, teacher, K: int, stage_dir: Path, curves: str = "fit"):
         from transmiter.methods.adapter_fit import AdapterFitModule
         from transmiter.transfer.logit_data import LogitPairDataModule
 
@@ -375,7 +376,7 @@ class TransferMethod:
         dm = LogitPairDataModule(
             train=(inputs, teacher), batch_size=_global_batch(f["batch_size"], ctx), seed=ctx.seed
         )
-        _fit_resumable(ctx, module, dm, int(f["epochs"]), stage_dir, "fit")
+        _fit_resumable(ctx, module, dm, int(f["epochs"]), stage_dir, "fit", curves)
         return module.fitted_adapter()
 
     def transferred_adapter(self, ctx) -> Transfer:
@@ -973,10 +974,14 @@ def _global_batch(batch_size: int, ctx) -> int:
     return max(world, (int(batch_size) // world) * world)
 
 
-def _fit_resumable(ctx, module, datamodule, epochs: int, stage_dir: Path, purpose: str) -> None:
+def _fit_resumable(
+    ctx, module, datamodule, epochs: int, stage_dir: Path, purpose: str, curves: str | None = None
+) -> None:
     """trainer.fit with checkpoints in the stage folder; resumes from `last.ckpt` after an interruption
     (exactly: see transmiter.methods.resume)."""
     from transmiter.methods.resume import fit_resumable
 
     with ctx.timed(f"{purpose}_train_s"):
-        fit_resumable(ctx, module, datamodule, epochs=epochs, stage_dir=stage_dir, purpose=purpose)
+        fit_resumable(
+            ctx, module, datamodule, epochs=epochs, stage_dir=stage_dir, purpose=purpose, curves=curves
+        )

@@ -130,6 +130,7 @@ class FineTune:
             epochs=module.max_epochs,
             stage_dir=stage_dir,
             purpose=self.kind,
+            curves=f"{self.kind}/{_label(ctx.cfg.model)}",  # a study tunes two models: one curve set each
             limit_val_batches=0,
             num_sanity_val_steps=0,
         )
