@@ -177,7 +177,17 @@ class LocalSlurmCluster:
             raise
 
     def stop(self, timeout_s: float = 20) -> None:
-        """Terminate the daemons (last started first), killing those that do not exit in time."""
+        """Cancel what is still queued, terminate the daemons (last started first, killing those that do not
+        exit in time), then kill any process left over from a job step of this cluster (slurmstepd, srun and
+        job processes whose environment names this cluster's config)."""
+        if self._procs.get("slurmctld") and self._procs["slurmctld"].poll() is None:
+            try:
+                ids = [job["id"] for job in self.jobs()]
+                if ids:
+                    self.command("scancel", *ids, check=False)
+                self.wait_until(lambda: not self.jobs(), 30, "the queue emptying", poll_s=0.5)
+            except (OSError, RuntimeError, TimeoutError, subprocess.TimeoutExpired):
+                pass  # the daemons go anyway; leftovers are killed below
         for name, proc in reversed(list(self._procs.items())):
             if proc.poll() is None:
                 proc.terminate()
@@ -187,6 +197,18 @@ class LocalSlurmCluster:
                     proc.kill()
                     proc.wait(timeout=5)
             self._procs.pop(name)
+        self._kill_leftovers()
+
+    def _kill_leftovers(self) -> None:
+        marker = f"SLURM_CONF={self.conf}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass  # gone, or not ours to read
 
     def __enter__(self) -> LocalSlurmCluster:
         self.start()
