@@ -6,6 +6,8 @@ transmiter data fake dataset=NAME [...]      write a tiny fake copy of a dataset
 transmiter report PATH... [--out DIR]        tables (Markdown, CSV) and plots from results records
 transmiter world build [--scale demo|tiny]   pretrain (or reuse) the synthetic world's models and data
 transmiter weights check pair=NAME           report whether a run's pretrained weights are here (exit 1 if not)
+transmiter features import FOLDER [...]      the study's transfer rows from feature files (the authors' layout)
+transmiter features export [...]             a study's features and fine-tuned logits in that layout
 
 Every sub-command imports torch, Lightning and open_clip only once its input is checked, so help texts and
 config errors answer at once.
@@ -24,6 +26,7 @@ SUBCOMMANDS = {
     "report": "transmiter.reporting.report",
     "world": "transmiter.cli.world",
     "weights": "transmiter.cli.weights",
+    "features": "transmiter.cli.features",
 }
 
 

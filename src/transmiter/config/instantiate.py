@@ -39,8 +39,10 @@ def dataset_spec_from_config(node: DictConfig):
 
 
 def dataset_templates(node: DictConfig) -> dict[str, list[str]]:
-    t = node.get("templates") or {}
-    return {str(k): [str(x) for x in v] for k, v in OmegaConf.to_container(t, resolve=True).items()}  # type: ignore[union-attr]
+    """The dataset config's template overrides per kind ({} when it has none: `templates: {}` or no key)."""
+    t = node.get("templates")
+    t = OmegaConf.to_container(t, resolve=True) if OmegaConf.is_config(t) else (t or {})
+    return {str(k): [str(x) for x in v] for k, v in t.items()}  # type: ignore[union-attr]
 
 
 def shipped_dataset_specs() -> dict[str, DatasetSpec]:

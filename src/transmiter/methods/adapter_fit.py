@@ -78,6 +78,31 @@ class AdapterFitModule(L.LightningModule):
         self.adapter = adapter
         self.noise = LogitNoise(noise_alpha, noise_p, noise_mode, seed=seed)
 
+    @classmethod
+    def from_settings(cls, K: int, settings: Mapping[str, Any], *, seed: int) -> AdapterFitModule:
+        """The module for a `method.fit` block (the study and `transmiter.fit_adapter` both build it here);
+        `epochs` and `batch_size` belong to the Trainer and the DataModule and are not read."""
+        s = settings
+        return cls(
+            K=K,
+            adapter_kwargs={
+                "mlp_ratio": s["mlp_ratio"],
+                "depth": s["depth"],
+                "proj_dim": s["proj_dim"],  # None = K (the reference's square W)
+                "dropout": s["dropout"],
+                "seed": seed,
+            },
+            lr=s["lr"],
+            weight_decay=s["weight_decay"],
+            warmup_ratio=s["warmup_ratio"],
+            teacher_temperature=s["teacher_temperature"],
+            temperature=s["temperature"],
+            noise_alpha=s["noise_alpha"],
+            noise_p=s["noise_p"],
+            noise_mode=s["noise_mode"],
+            seed=seed,
+        )
+
     # ---------------------------------------------------------------- core
     def forward(self, logits: Tensor) -> Tensor:
         return self.adapter(logits)

@@ -66,6 +66,30 @@ class MaskedHead(nn.Module):
         return out if self.mask is None else out + self.mask
 
 
+def masked_joint_accuracies(
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    groups: Mapping[str, Sequence[int]],
+    num_classes: int,
+    adapter: nn.Module | None,
+    make_trainer,
+) -> dict[str, float]:
+    """Top-1 accuracy (%) per group of `adapter(inputs)[:, :C]` (or of `inputs`): one head over the C classes,
+    each group's images scored with the other groups' classes masked (group "all": nothing masked)."""
+    accuracies = {}
+    for group, ids in groups.items():
+        keep = torch.isin(labels, torch.tensor(list(ids)))
+        mask = None
+        if group != "all":
+            mask = torch.full((num_classes,), -math.inf)
+            mask[list(ids)] = 0.0
+        scorer = MaskedHead(num_classes, adapter, mask)
+        accuracies[group] = evaluate_scores(
+            inputs[keep], labels[keep], scorer, make_trainer, num_classes=num_classes
+        )
+    return accuracies
+
+
 @dataclass
 class FitData:
     """The unlabelled fitting images (and their labels, used only by TransMiter+ and evaluation)."""
@@ -254,13 +278,13 @@ class TransferMethod:
         """[len(views) * N, len(names)] logits of `bundle` (features and heads from the caches)."""
         with ctx.timed("text_head_s"):
             head = text_head(bundle, list(names), list(templates), cache=ctx.head_cache)
+        return torch.cat([feats @ head.T for feats in self.view_features(ctx, bundle, items, views, subset)])
+
+    def view_features(self, ctx, bundle, items, views: Sequence[ViewSpec], subset: str) -> list[torch.Tensor]:
+        """The cached image features of `items` under each view ([N, D] per view) that `logits` scores."""
         splits = _ItemSplit(ctx.dataset_spec.name, items)
         split = "test" if views[0].transform == "test" else "train"
-        chunks = []
-        for view in views:
-            feats, _ = split_features(ctx, bundle, splits, split, subset, view=view)
-            chunks.append(feats @ head.T)
-        return torch.cat(chunks)
+        return [split_features(ctx, bundle, splits, split, subset, view=view)[0] for view in views]
 
     def source_models(self, ctx):
         """(zero-shot source bundle, fine-tuned source bundle)."""
@@ -354,25 +378,7 @@ class TransferMethod:
         from transmiter.transfer.logit_data import LogitPairDataModule
 
         f = self.fit_cfg
-        module = AdapterFitModule(
-            K=K,
-            adapter_kwargs={
-                "mlp_ratio": f["mlp_ratio"],
-                "depth": f["depth"],
-                "proj_dim": f["proj_dim"],  # None = K (the reference's square W)
-                "dropout": f["dropout"],
-                "seed": ctx.seed,
-            },
-            lr=f["lr"],
-            weight_decay=f["weight_decay"],
-            warmup_ratio=f["warmup_ratio"],
-            teacher_temperature=f["teacher_temperature"],
-            temperature=f["temperature"],
-            noise_alpha=f["noise_alpha"],
-            noise_p=f["noise_p"],
-            noise_mode=f["noise_mode"],
-            seed=ctx.seed,
-        )
+        module = AdapterFitModule.from_settings(K, f, seed=ctx.seed)
         dm = LogitPairDataModule(
             train=(inputs, teacher), batch_size=_global_batch(f["batch_size"], ctx), seed=ctx.seed
         )
@@ -504,23 +510,15 @@ class TransferMethod:
         self, ctx, inputs: torch.Tensor, labels: torch.Tensor, num_classes: int, adapter: nn.Module | None
     ) -> dict[str, float]:
         """Masked-joint accuracies of `adapter(inputs)[:, :C]` (or of `inputs` itself) per group."""
-        accuracies = {}
-        for group, ids in self._groups(ctx, num_classes).items():
-            keep = torch.isin(labels, torch.tensor(ids))
-            mask = None
-            if group != "all":
-                mask = torch.full((num_classes,), -math.inf)
-                mask[ids] = 0.0
-            scorer = MaskedHead(num_classes, adapter, mask)
-            with ctx.timed("scoring_s"):
-                accuracies[group] = evaluate_scores(
-                    inputs[keep],
-                    labels[keep],
-                    scorer,
-                    lambda: ctx.make_trainer("eval"),
-                    num_classes=num_classes,
-                )
-        return accuracies
+        with ctx.timed("scoring_s"):
+            return masked_joint_accuracies(
+                inputs,
+                labels,
+                self._groups(ctx, num_classes),
+                num_classes,
+                adapter,
+                lambda: ctx.make_trainer("eval"),
+            )
 
     def test_logits(self, ctx, bundle, names: Sequence[str], templates: Sequence[str] | None = None):
         splits = self._all_splits(ctx)
@@ -659,19 +657,7 @@ class TransMiterPlus(TransMiter):
                     ctx, target, val_items, [ViewSpec("test")], names, self._templates(ctx), "val"
                 )
                 val = (val_logits, torch.tensor([d.label for d in val_items]))
-            module = TransMiterPlusModule(
-                start,
-                class_ids=train_ids,
-                projection=r["projection"],
-                lr=r["lr"],
-                weight_decay=r["weight_decay"],
-                warmup_ratio=r["warmup_ratio"],
-                noise_alpha=r["noise_alpha"],
-                noise_p=r["noise_p"],
-                noise_mode=r["noise_mode"],
-                select_on_val=r["select_on_val"],
-                seed=ctx.seed,
-            )
+            module = TransMiterPlusModule.from_settings(start, train_ids, r, seed=ctx.seed)
             feature_pass_s = ctx.timings.get("feature_pass_s", 0.0) - features_before
             dm = LogitPairDataModule(
                 train=(inputs, labelled.labels),

@@ -34,7 +34,7 @@ Checkpoints: ``adapter`` and ``class_ids`` are not hyper-parameters; pass them a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -99,6 +99,27 @@ class TransMiterPlusModule(L.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes=len(ids), average="micro")
         self.best_val_acc: float | None = None
         self._best_tensors: dict[str, Tensor] | None = None
+
+    @classmethod
+    def from_settings(
+        cls, adapter: LogitAdapter, class_ids: Sequence[int], settings: Mapping[str, Any], *, seed: int
+    ) -> TransMiterPlusModule:
+        """The module for a `method.refine` block (the study and `transmiter.refine_adapter` both build it
+        here); `epochs` and `batch_size` belong to the Trainer and the DataModule and are not read."""
+        s = settings
+        return cls(
+            adapter,
+            class_ids=class_ids,
+            projection=s["projection"],
+            lr=s["lr"],
+            weight_decay=s["weight_decay"],
+            warmup_ratio=s["warmup_ratio"],
+            noise_alpha=s["noise_alpha"],
+            noise_p=s["noise_p"],
+            noise_mode=s["noise_mode"],
+            select_on_val=s["select_on_val"],
+            seed=seed,
+        )
 
     # ---------------------------------------------------------------- core
     def forward(self, logits: Tensor) -> Tensor:
