@@ -152,7 +152,6 @@ class ImportJob:
 
     run: FeatureRun
     cfg: DictConfig
-    dataset: str  # the dataset config name
     source: str  # model keys in the files
     target: str
     aux: dict[str, list[str]] = field(default_factory=dict)  # transfer row -> auxiliary names
@@ -200,12 +199,11 @@ def plan_import(root: str | os.PathLike, overrides: Sequence[str], out: str | os
     jobs = []
     for run in runs:
         train, test = files[run]
-        dataset = dataset_config(run.dataset, known)
         folder = Path(out) / run.dataset / str(run.seed) / str(run.shots)
         cfg = compose_config(
             [
                 *user,
-                f"dataset={dataset}",
+                f"dataset={dataset_config(run.dataset, known)}",
                 f"seed={run.seed}",
                 "setting=base2novel",
                 f"setting.shots={run.shots}",
@@ -228,7 +226,7 @@ def plan_import(root: str | os.PathLike, overrides: Sequence[str], out: str | os
             f.require(src)
             f.require(tgt)
             f.require(src, "ft_logits")
-        job = ImportJob(run, cfg, dataset, src, tgt)
+        job = ImportJob(run, cfg, src, tgt)
         _check_models(job, train, test)
         for name in _transfer_rows(cfg):
             method = instantiate(cfg.method.methods[name])
