@@ -325,3 +325,13 @@ def test_round_trip_on_the_synthetic_world(tmp_path_factory, compose, capsys):
         )
     print("\nround trip, max abs difference:", differences)
     assert max(differences.values()) <= 1e-6, differences
+
+
+def test_novel_class_rows_in_the_train_file_are_pointed_out(tmp_path, capsys):
+    from transmiter.exchange.importer import plan_import
+
+    folder = tmp_path / "files" / "smoke" / "1" / "16"
+    _write_files(folder, classes=6, **{TRAIN_FILE: {"labels": torch.arange(6).repeat(2)}})
+    jobs = plan_import(tmp_path / "files", FAST, tmp_path / "out")
+    assert len(jobs) == 1 and not (tmp_path / "out").exists()  # planning writes nothing
+    assert "holds 6 rows of novel classes" in capsys.readouterr().out

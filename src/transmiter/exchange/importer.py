@@ -221,6 +221,12 @@ def plan_import(root: str | os.PathLike, overrides: Sequence[str], out: str | os
                 f"{train.path}: 'label_names' names {train.num_classes} classes but dataset {cfg.dataset.name} has "
                 f"{expected}: the folder name {run.dataset!r} picks the wrong dataset config; rename the folder"
             )
+        novel_rows = int(torch.isin(train.labels, torch.tensor(train.novel)).sum())
+        if novel_rows:  # base-to-novel fits on base-class images; the files decide what they hold
+            print(
+                f"note: {train.path} holds {novel_rows} rows of novel classes: the fit sees them (no labels), "
+                "TransMiter+ refines on the base-class rows only"
+            )
         src, tgt = model_key(cfg.pair.source), model_key(cfg.pair.target)
         for f in (train, test):
             f.require(src)
