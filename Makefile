@@ -24,7 +24,7 @@ test: setup ## Fast test tier (no slow tests), a few minutes on 2 CPU cores
 	$(RUN) pytest -m "not slow and not gpu" --timeout=600 $(PYTEST_ARGS)
 
 test-all: setup ## Full test tier, slow tests included (what CI runs)
-	$(RUN) pytest -m "not gpu" --timeout=1500 $(PYTEST_ARGS)
+	$(RUN) pytest -m "not gpu" --timeout=1500 --durations=30 $(PYTEST_ARGS)
 
 test-slow: setup ## Only the slow tests (science checks, DDP, end-to-end studies)
 	$(RUN) pytest -m "slow and not gpu" --timeout=1500 $(PYTEST_ARGS)
