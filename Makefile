@@ -112,6 +112,9 @@ wandb-sync: setup ## Upload offline wandb runs (found under outputs/) to wandb.a
 
 BENCH_ARGS ?=
 BENCH_THREADS ?= 1
-.PHONY: bench
+.PHONY: bench gpu-check
+gpu-check: setup ## GPU figures (ViT-B-16/L-14 FT and Skip Tuning steps, ViT-L-14 images/s vs the card's peak, TransMiter on 100k x 1024 logits; sized for under 8 min on one H200, not yet run on a GPU) -> experiments/bench/README.md; without CUDA: one "skipped" line, exit 0
+	$(RUN) python -m bench.gpu --write experiments/bench/README.md
+
 bench: setup ## Benchmark suite (ratios side by side, ~5 min on 2 CPU cores) -> experiments/bench/README.md; BENCH_ARGS="--quick", BENCH_THREADS=0 for torch's threads
 	$(RUN) python -m bench --threads $(BENCH_THREADS) --write experiments/bench/README.md $(BENCH_ARGS)

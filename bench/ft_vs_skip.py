@@ -18,6 +18,8 @@ a plain SGD step on random-init weights (`open_clip.create_model(name, pretraine
   give CPU numbers dominated by allocator granularity; saved_activations_mb is the steadier signal.
 * saved_activations_mb: bytes autograd keeps for backward in one step (saved-tensor hooks, deterministic).
 * trainable_params: parameters with requires_grad.
+* text_tokens (FT): the prompt length FT's text tower runs at: trimmed after the end token ("ft"), or the
+  tokenizer's full length as in the reference ("ft_reference": open_clip's encode_text on 77-token prompts).
 * SkipT only: extract_s_per_image (the per-epoch front pass, amortised over images) and cache_mb (the
   epoch's fp16 image-token cache, held in CPU memory) — the costs moved out of the step.
 """
@@ -114,10 +116,14 @@ def _run_variant(
     device: str,
     omega: int | None,
     seed: int,
+    precision: str = "32-true",
 ) -> dict:
-    import open_clip
+    import contextlib
 
-    from transmiter.methods.finetune import FinetuneCLIP
+    import open_clip
+    import torch.nn.functional as F
+
+    from transmiter.methods.finetune import FinetuneCLIP, prompt_texts
     from transmiter.methods.skip_tuning import SkipTuningCLIP
 
     torch.manual_seed(seed)
@@ -128,7 +134,16 @@ def _run_variant(
     names = data.classnames
     dev = torch.device(device)
     out: dict = {}
-    if kind == "ft":
+    if precision not in ("32-true", "bf16-mixed"):
+        raise ValueError(f"precision={precision!r}: use 32-true or bf16-mixed")
+
+    def autocast():
+        """What the trainer's precision does around every forward: bf16 autocast, fp32 weights."""
+        if precision == "bf16-mixed":
+            return torch.autocast(dev.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    if kind in ("ft", "ft_reference"):
         module = FinetuneCLIP(model, tokenizer, names).to(dev)
         gen = torch.Generator().manual_seed(seed)
 
@@ -139,9 +154,21 @@ def _run_variant(
             return images, labels
 
         batches = [make_batch() for _ in range(steps + 1)]
+        out["text_tokens"] = int(module.train_token_ids.shape[1])
 
         def loss_of(b):
             return module.compute_loss(*b)
+
+        if kind == "ft_reference":
+            # FT as the reference runs it: every prompt at the tokenizer's full length (77 for CLIP) through
+            # open_clip's encode_text; the project's FT drops the padding after the end token (exact)
+            full_ids = tokenizer(prompt_texts(names, module.template)).to(dev)
+            out["text_tokens"] = int(full_ids.shape[1])
+
+            def loss_of(b):
+                img = module.model.encode_image(b[0], normalize=True)
+                txt = module.model.encode_text(full_ids, normalize=True)
+                return F.cross_entropy(module.logits_against(img, txt).float(), b[1])
     else:
         module = SkipTuningCLIP(
             model,
@@ -160,7 +187,8 @@ def _run_variant(
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        module.prepare_epoch(0)
+        with autocast():
+            module.prepare_epoch(0)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         out["extract_s_per_image"] = (time.perf_counter() - t0) / max(1, len(module.batch_sampler) * batch)
@@ -172,6 +200,8 @@ def _run_variant(
             idx = torch.as_tensor(b)
             batches.append((module.image_cache.read(idx).to(dev), labels_all[idx].to(dev)))
         out["cache_mb"] = module.image_cache.nbytes / 2**20
+        out["omega"], out["text_omega"] = int(module.omega), int(module.text_omega)
+        out["text_tokens"] = int(module.train_token_ids.shape[1])
 
         def loss_of(b):
             return module.compute_loss(*b)[0]
@@ -182,14 +212,16 @@ def _run_variant(
     opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9, weight_decay=5e-4)
 
     def step(b):
-        loss = loss_of(b)
+        with autocast():
+            loss = loss_of(b)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     def run_all():
         step(batches[0])  # warm-up (allocates gradients and momentum buffers), not timed
-        out["saved_activations_mb"] = _saved_bytes(lambda: loss_of(batches[0])) / 2**20
+        with autocast():
+            out["saved_activations_mb"] = _saved_bytes(lambda: loss_of(batches[0])) / 2**20
         opt.zero_grad(set_to_none=True)
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -252,14 +284,18 @@ def compare_ft_vs_skip(
     omega: int | None = None,
     seed: int = 0,
     isolate: bool = True,
+    kinds: tuple[str, ...] = ("ft", "skip"),
+    precision: str = "32-true",
 ) -> dict:
-    """Time per step and peak memory of FT vs Skip Tuning side by side (see the module docstring).
+    """Time per step and peak memory of FT vs Skip Tuning side by side (see the module docstring); with
+    "ft_reference" in `kinds`, also FT with full-length prompts, as the reference runs it. precision:
+    "32-true", or "bf16-mixed" (bf16 autocast around every forward, fp32 weights, as the `gpu` trainer).
 
-    Returns {"ft": {...}, "skip": {...}, "ratio": {metric: ft / skip}, "setup": {...}}.
+    Returns {"ft": {...}, "skip": {...}, ["ft_reference": {...},] "ratio": {metric: ft / skip}, "setup": {...}}.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     results = {}
-    for kind in ("ft", "skip"):
+    for kind in kinds:
         args = dict(
             kind=kind,
             model_name=model_name,
@@ -270,6 +306,7 @@ def compare_ft_vs_skip(
             device=device,
             omega=omega,
             seed=seed,
+            precision=precision,
         )
         if isolate:
             import open_clip
@@ -302,5 +339,6 @@ def compare_ft_vs_skip(
         "batch": batch,
         "device": device,
         "isolated": isolate,
+        "precision": precision,
     }
     return results

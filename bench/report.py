@@ -106,18 +106,26 @@ def _indent(key: str) -> str:
 
 
 READING_START, READING_END = "<!-- reading:start -->", "<!-- reading:end -->"
+GPU_START, GPU_END = "<!-- gpu-check:start -->", "<!-- gpu-check:end -->"
+
+
+def kept_block(previous: str, start_marker: str, end_marker: str) -> str:
+    """The block of an earlier report between two markers (markers included), or "" when there is none."""
+    start, end = previous.find(start_marker), previous.find(end_marker)
+    if start < 0 or end < start:
+        return ""
+    return previous[start : end + len(end_marker)]
 
 
 def kept_reading(previous: str) -> str:
     """The hand-written "Reading this run" block of an earlier report (between the reading markers), so
     that regenerating the file keeps the analysis; empty when there is none."""
-    start, end = previous.find(READING_START), previous.find(READING_END)
-    if start < 0 or end < start:
-        return ""
-    return previous[start : end + len(READING_END)]
+    return kept_block(previous, READING_START, READING_END)
 
 
-def markdown(records: Sequence[BenchRecord], machine: dict[str, Any], command: str, reading: str = "") -> str:
+def markdown(
+    records: Sequence[BenchRecord], machine: dict[str, Any], command: str, reading: str = "", gpu: str = ""
+) -> str:
     counts = summary_counts(records)
     lines = [
         "# Benchmarks: side-by-side ratios",
@@ -146,6 +154,7 @@ def markdown(records: Sequence[BenchRecord], machine: dict[str, Any], command: s
         *[f"| {_cell(k)} | {_cell(fmt(v))} |" for k, v in machine.items()],
         "",
         *([reading, ""] if reading else []),
+        *([gpu, ""] if gpu else []),
         "## Summary",
         "",
         "Result counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".",
@@ -179,11 +188,12 @@ def write_markdown(
     path: str | Path, records: Sequence[BenchRecord], machine: dict[str, Any], command: str
 ) -> Path:
     """Write the report; a reading block (see `kept_reading`) already in the file is carried over verbatim
-    (its author dates it and says which run it reads)."""
+    (its author dates it and says which run it reads), and so is the GPU section `make gpu-check` writes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    reading = kept_reading(path.read_text()) if path.exists() else ""
-    path.write_text(markdown(records, machine, command, reading))
+    previous = path.read_text() if path.exists() else ""
+    reading, gpu = kept_reading(previous), kept_block(previous, GPU_START, GPU_END)
+    path.write_text(markdown(records, machine, command, reading, gpu))
     return path
 
 
