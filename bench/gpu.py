@@ -74,6 +74,7 @@ class Sizes:
     K: int = 1024
     C: int = 1000
     fit_epochs: int = 2
+    matmul_size: int = 8192
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -84,6 +85,20 @@ def peak_tflops(device_name: str) -> float | None:
         if key.lower() in device_name.lower():
             return value
     return None
+
+
+def matmul_tflops(dev: torch.device, size: int, repeats: int = 10) -> float:
+    """The bf16 matrix rate this card reaches on random data: a ceiling nearer than the datasheet's."""
+    a = torch.randn(size, size, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=dev, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize(dev)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize(dev)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
 def device_name(device: str) -> str:
@@ -179,6 +194,7 @@ def feature_pass(device: str, sizes: Sizes) -> BenchRecord:
             torch.nn.functional.normalize(model.encode_image(x).float(), dim=-1)
         sync()
     rate = sizes.feature_batch * sizes.feature_iters / (time.perf_counter() - start)
+    measured = matmul_tflops(dev, sizes.matmul_size) if dev.type == "cuda" else None
     name = device_name(device)
     peak = peak_tflops(name) if dev.type == "cuda" else None
     implied = peak * 1e12 / flops if peak else None
@@ -197,6 +213,8 @@ def feature_pass(device: str, sizes: Sizes) -> BenchRecord:
             "achieved (images/s)": rate,
             "card dense bf16 peak (TFLOP/s)": peak if peak else "unknown (set TRANSMITER_PEAK_TFLOPS)",
             "implied by the peak (images/s)": implied if implied else "n/a",
+            f"measured bf16 matmul {sizes.matmul_size}^3 (TFLOP/s)": measured if measured else "n/a",
+            "implied by the measured matmul (images/s)": measured * 1e12 / flops if measured else "n/a",
         },
         notes=[
             f"{name}; random-init {arch}, bf16 autocast, device-resident batches of {sizes.feature_batch}, "
