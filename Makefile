@@ -89,7 +89,7 @@ STUDY_TRAINER := $(if $(filter 1,$(GPUS)),gpu,ddp trainer.devices=$(GPUS) traine
 endif
 STUDY_ARGS = paths.data_dir=$(DATA) pair=$(PAIR) trainer=$(STUDY_TRAINER)
 
-.PHONY: reproduce-b2n reproduce-b2b reproduce-demo wandb-sync
+.PHONY: reproduce-b2n reproduce-b2b reproduce-fewshot reproduce-xd reproduce-dg reproduce-demo wandb-sync
 
 reproduce-b2n: setup ## Base-to-novel study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, SLURM=1 PARTITION=, DOWNLOAD=1, DRY_RUN=1 lists jobs)
 	@$(MAKE) --no-print-directory _reproduce STUDY=b2n
@@ -97,11 +97,22 @@ reproduce-b2n: setup ## Base-to-novel study, 11 datasets x 3 seeds (DATA=, PAIR=
 reproduce-b2b: setup ## Base-to-base study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, SLURM=1 PARTITION=, DOWNLOAD=1, DRY_RUN=1 lists jobs)
 	@$(MAKE) --no-print-directory _reproduce STUDY=b2b
 
+reproduce-fewshot: setup ## Few-shot study, 1/2/4/8/16 shots x 11 datasets x 3 seeds (165 jobs; same options; curves in the report)
+	@$(MAKE) --no-print-directory _reproduce STUDY=fewshot
+
+reproduce-xd: setup ## Cross-dataset study, ImageNet -> 10 datasets, 3 seeds (3 jobs; same options)
+	@$(MAKE) --no-print-directory _reproduce STUDY=xd DATA_CHECK=experiment=xd
+
+reproduce-dg: setup ## Domain generalisation, ImageNet -> V2/Sketch/A/R, 3 seeds (3 jobs, reuse reproduce-xd's training; same options)
+	@$(MAKE) --no-print-directory _reproduce STUDY=dg DATA_CHECK=experiment=dg
+
+# the datasets a study needs: the 11 of the studies by default; xd / dg: ImageNet and the setting's targets
+DATA_CHECK ?= dataset=all --only-study
 _reproduce:
 ifeq ($(DRY_RUN),1)
 	$(RUN) transmiter -m experiment=$(STUDY) paths.data_dir=$(DATA) pair=$(PAIR) dry_run=true
 else
-	$(RUN) transmiter data check dataset=all paths.data_dir=$(DATA) --only-study
+	$(RUN) transmiter data check $(DATA_CHECK) paths.data_dir=$(DATA)
 	$(RUN) transmiter weights check pair=$(PAIR) $(if $(filter 1,$(DOWNLOAD)),--allow-download,)
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-0} $(RUN) transmiter -m experiment=$(STUDY) $(STUDY_ARGS)
 	$(RUN) transmiter report outputs/studies/$(STUDY) --out outputs/studies/$(STUDY)/report --study $(STUDY) --readme experiments/$(STUDY)/README.md

@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader
 
 from tests.toys import SolidColourDataset, register_tiny_config
 from transmiter.callbacks import NonFiniteLossError, NonFiniteLossGuard
-from transmiter.methods.finetune import FINETUNE_SETTINGS, FinetuneCLIP, prompt_texts
+from transmiter.config.schema import FineTuneConfig
+from transmiter.methods.finetune import FinetuneCLIP, prompt_texts
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Your `IterableDataset` has `__len__` defined"),
@@ -70,7 +71,9 @@ def test_trainable_set_is_every_block_and_heads():
     assert len(opt.param_groups) == 1
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)
     assert opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 5e-4
-    assert FINETUNE_SETTINGS["base2novel"]["epochs"] == 10
+    # the paper's schedules as the schema gives them: 10 epochs, 4 in the cross-dataset recipe
+    schema = FineTuneConfig()
+    assert schema.module.epochs == 10 and schema.per_setting["cross_dataset"] == {"epochs": 4}
 
 
 def _accuracy(module, data) -> float:

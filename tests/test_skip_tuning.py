@@ -135,7 +135,7 @@ def test_settings_and_epoch_divisor(compose):
     cfg = compose(["method=skip_tuning"]).method
     b2n = cfg.module
     assert (b2n.text_lr, b2n.image_lr, b2n.epochs, b2n.warmup_lr) == (2e-5, 5e-6, 20, 1e-6)
-    assert cfg.per_setting.cross.image_lr == 1e-6 and cfg.per_setting.fewshot.epochs == 40
+    assert cfg.per_setting.cross_dataset.image_lr == 1e-6 and cfg.per_setting.fewshot.epochs == 40
     assert b2n.top_ratio == 0.5 and cfg.batch_size == 4
     divisors = {
         compose([f"dataset={d}"]).dataset.name: compose([f"dataset={d}"]).dataset.epoch_divisor

@@ -31,7 +31,7 @@ def test_zero_shot_base2novel_end_to_end(compose, tmp_path):
     (record,) = load_records([tmp_path / "run"])
     assert record["setting"] == "base2novel" and record["dataset"] == "Smoke"
     assert record["config"]["model"]["arch"] == "tm-tiny-ViT"
-    assert set(record["splits"]) == {"base", "new"} and all(record["splits"].values())
+    assert set(record["splits"]) == {"train", "base", "new"} and all(record["splits"].values())
     assert record["code"]["version"]
     assert record["timings"]["feature_pass_s"] > 0
     json.dumps(record)  # fully serialisable

@@ -5,6 +5,11 @@
     splits = ctx.splits("base")                   # few-shot + base/novel per the setting
     bundle = ctx.load_model(cfg.model)
     with ctx.timed("feature_pass_s"): ...
+
+A job whose setting has targets (cross-dataset, domain generalisation) scores its trained models on each of
+them through `ctx.for_target(name, node)`: there `cfg.dataset` is the target being scored (its full splits,
+never few-shot sampled), while `ctx.training` is the context of the job's own dataset, where every training
+stage runs and is keyed, so all targets reuse the one training.
 """
 
 from __future__ import annotations
@@ -20,11 +25,22 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, open_dict
 
-from transmiter.config.instantiate import dataset_spec_from_config, instantiate
+from transmiter.config.instantiate import dataset_spec_from_config, dataset_templates, instantiate
 from transmiter.distributed import is_global_zero
 from transmiter.features.store import ArrayCache
 from transmiter.io import absolute
+from transmiter.models.templates import template_set
 from transmiter.trainers import StageLogger, build_logger, build_trainer
+
+
+@dataclass(frozen=True)
+class TargetEvaluation:
+    """How a job scores one target of its setting with the models it trained on its own dataset."""
+
+    name: str  # the target's dataset config name (conf/dataset/<name>.yaml)
+    label_space: str  # "own": the target's classes | "source": mapped into the source's by class name
+    templates: str  # "own": the target's hand-crafted template | "source": the source dataset's
+    class_map: tuple[int, ...] | None = None  # label space "source": the source label of each target class
 
 
 @dataclass
@@ -41,6 +57,9 @@ class RunContext:
     _models: dict[str, Any] = field(default_factory=dict)
     _splits: dict[tuple, Any] = field(default_factory=dict)
     _image_verdicts: dict[str, str | None] = field(default_factory=dict)
+    # scoring a setting target: which one, and the job's config as it trains (dataset = the source)
+    target: TargetEvaluation | None = None
+    _training_cfg: DictConfig | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig, output_dir: str | Path | None = None) -> RunContext:
@@ -57,7 +76,35 @@ class RunContext:
     # --- derived contexts (study jobs) ---------------------------------------------------------
     def with_model(self, model_node) -> RunContext:
         """The same run with another `model` (caches, splits and loaded models shared)."""
-        return dataclasses.replace(self, cfg=config_with_model(self.cfg, model_node))
+        training = None if self._training_cfg is None else config_with_model(self._training_cfg, model_node)
+        return dataclasses.replace(self, cfg=config_with_model(self.cfg, model_node), _training_cfg=training)
+
+    def for_target(self, name: str, node: DictConfig) -> RunContext:
+        """The same run scoring the setting target `name` (dataset node `node`) with no further training:
+        `cfg.dataset` is the target, `training` still the job's own dataset. Under
+        `setting.target_label_space=source` the target's classes are mapped into the source's here (reading
+        both datasets' class lists), so a target that does not fit fails before any training."""
+        from transmiter.data.class_map import class_map
+
+        setting = self.cfg.setting
+        cfg = copy.deepcopy(self.cfg)
+        with open_dict(cfg):
+            cfg.dataset = copy.deepcopy(node)
+        target = TargetEvaluation(name, str(setting.target_label_space), str(setting.target_templates))
+        ctx = dataclasses.replace(self, cfg=cfg, target=target, _training_cfg=self.cfg)
+        if target.label_space == "source":
+            source, scored = self.splits("all"), ctx.splits("all")  # class lists do not depend on shots
+            mapping = class_map(source.classnames, scored.classnames, source=source.name, target=scored.name)
+            ctx.target = dataclasses.replace(target, class_map=tuple(mapping))
+        return ctx
+
+    @property
+    def training(self) -> RunContext:
+        """The context training stages run in: the job's own dataset (this context unless it scores a
+        setting target). Timings, stage books and caches are shared with this one."""
+        if self.target is None:
+            return self
+        return dataclasses.replace(self, cfg=self._training_cfg, target=None, _training_cfg=None)
 
     def fresh_timings(self) -> RunContext:
         """The same run with its own timing and stage-output books (one results record per row)."""
@@ -94,12 +141,15 @@ class RunContext:
             ledger = json.loads(ledger_path.read_text())
         except (OSError, ValueError):
             ledger = {}
-        ledger[f"{name}/{result.key}"] = {
+        entry = f"{name}/{result.key}"
+        # a stage this job computed stays noted as computed when later rows (or targets) reuse it
+        computed_here = entry in ledger and not ledger[entry]["reused"]
+        ledger[entry] = {
             "name": name,
             "key": result.key,
             "path": str(result.path),
-            "seconds": round(result.seconds, 3),
-            "reused": result.reused,
+            "seconds": ledger[entry]["seconds"] if computed_here else round(result.seconds, 3),
+            "reused": result.reused and not computed_here,
         }
         atomic_write(ledger_path, json.dumps(ledger, indent=1))
 
@@ -137,12 +187,22 @@ class RunContext:
     def dataset_spec(self):
         return dataset_spec_from_config(self.cfg.dataset)
 
+    def templates(self, kind: str) -> list[str]:
+        """The hand-crafted templates of `kind` (a template table) for the dataset being scored: its own, or
+        the source dataset's when a setting target is scored under `setting.target_templates=source`."""
+        node = self.cfg.dataset
+        if self.target is not None and self.target.templates == "source":
+            node = self.training.cfg.dataset
+        return template_set(str(node.name), kind, overrides=dataset_templates(node))
+
     def splits(self, subsample: str, shots: int | None = None, dataset_cfg: DictConfig | None = None):
-        """Few-shot sampled (seeded) then base/novel-subsampled splits, memoised per run."""
+        """Few-shot sampled (seeded) then base/novel-subsampled splits, memoised per run. A setting target is
+        never sampled (its full splits; only its test split is scored)."""
         from transmiter.data.protocol import build_splits
 
         spec = dataset_spec_from_config(dataset_cfg if dataset_cfg is not None else self.cfg.dataset)
-        shots = int(self.cfg.setting.shots) if shots is None else shots
+        if shots is None:
+            shots = -1 if self.target is not None else int(self.cfg.setting.shots)
         key = (spec.name, spec.folder, subsample, shots, self.seed)
         if key not in self._splits:
             splits = build_splits(spec, self.data_dir, shots=shots, seed=self.seed, subsample=subsample)
@@ -184,10 +244,12 @@ class RunContext:
 
     @property
     def train_crop_scale(self) -> tuple[float, float]:
-        """The dataset's training-crop area range (`dataset.train_crop_scale`, default the protocol's)."""
+        """The training dataset's training-crop area range (`dataset.train_crop_scale`, default the
+        protocol's); a scored target keeps the source's, so models load once for every target."""
         from transmiter.data.transforms import DEFAULT_CROP_SCALE
 
-        low, high = self.cfg.dataset.get("train_crop_scale", None) or DEFAULT_CROP_SCALE
+        node = self.training.cfg.dataset
+        low, high = node.get("train_crop_scale", None) or DEFAULT_CROP_SCALE
         return float(low), float(high)
 
     @property

@@ -1,6 +1,10 @@
 """One job after its config passed validation: seed, build the run's services, run the method, write
 the results records and `job.json`, log to the tracker.
 
+A setting with targets (cross-dataset, domain generalisation) runs the method once on the job's own dataset
+and then once per target (`RunContext.for_target`): every training stage is keyed on the job's dataset, so
+the targets reuse it, and each (row, scored dataset) gets its own record under `<run dir>/<dataset>/<row>/`.
+
     from transmiter.job import run_job
     metrics = run_job(cfg)          # the app calls it once the config is valid
 
@@ -14,7 +18,7 @@ import logging
 import lightning as L
 from omegaconf import DictConfig
 
-from transmiter.config.instantiate import instantiate
+from transmiter.config.instantiate import instantiate, target_dataset_nodes
 from transmiter.context import RunContext
 from transmiter.distributed import begin_job
 from transmiter.planning import mark_done
@@ -38,51 +42,89 @@ def run_job(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def scored_contexts(ctx) -> list:
+    """The job's own context, then one per setting target (their class maps built here, before any
+    training, so a target that does not fit stops the job at once)."""
+    targets = target_dataset_nodes(ctx.cfg)
+    return [ctx, *(ctx.for_target(name, node) for name, node in targets.items())]
+
+
 def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
     if ctx.logger:
         ctx.logger.log_hyperparams(resolved_config(cfg))
+    contexts = scored_contexts(ctx)
+    scored: list[tuple] = []  # (context, result) of every row on every scored dataset
     with ctx.timed("total_s"):
-        outcome = method(ctx)
-    # A study job returns several rows (one record each); a single method returns one.
-    results = outcome if isinstance(outcome, list) else [outcome]
+        for scored_ctx in contexts:
+            outcome = method(scored_ctx)
+            # A study job returns several rows (one record each); a single method returns one.
+            scored += [(scored_ctx, r) for r in (outcome if isinstance(outcome, list) else [outcome])]
+    trained_on = _train_split_identity(ctx)
     paths = []
-    for result in results:
-        path = write_record(ctx, result, subdir=None if len(results) == 1 else result.slug)
+    for scored_ctx, result in scored:
+        # every record names the images its models trained on and, on a setting target, those it scored
+        result.splits = {"train": trained_on, **result.splits}
+        if scored_ctx.target is not None and "all" not in result.splits:
+            result.splits["all"] = _test_split_identity(scored_ctx)
+        dataset = scored_ctx.cfg.dataset.name
+        subdir = None if len(scored) == 1 else result.slug
+        if len(contexts) > 1:
+            subdir = f"{dataset}/{result.slug}"
+        path = write_record(scored_ctx, result, subdir=subdir)
         metrics = {k: round(v, 2) for k, v in result.metrics.items()}
         log.info(
             "%s | %s | %s | seed %s: %s  (record: %s)",
             result.row,
-            cfg.dataset.name,
+            dataset,
             cfg.setting.name,
             cfg.seed,
             metrics,
             path,
         )
-        print(f"{result.row} | {cfg.dataset.name} | {cfg.setting.name} | seed {cfg.seed}: {metrics}")
+        print(f"{result.row} | {dataset} | {cfg.setting.name} | seed {cfg.seed}: {metrics}")
         paths.append(str(path))
-    log_results(ctx, results)
-    mark_done(ctx.output_dir, paths, {r.row: r.metrics for r in results})
-    return results[-1].metrics
+    log_results(ctx, scored)
+    mark_done(ctx.output_dir, paths, {_scored_label(c, r, len(contexts)): r.metrics for c, r in scored})
+    return scored[-1][1].metrics
 
 
-def log_results(ctx, results) -> None:
-    """Final figures of every row, and a results table, into the job's tracker run."""
+def _train_split_identity(ctx) -> str:
+    from transmiter.data.datum import split_identity
+
+    return split_identity(ctx.splits(subsample=str(ctx.cfg.setting.train_subsample)), ("train",))
+
+
+def _test_split_identity(ctx) -> str:
+    from transmiter.data.datum import split_identity
+
+    return split_identity(ctx.splits(subsample="all"), ("test",))
+
+
+def _scored_label(scored_ctx, result, n_contexts: int) -> str:
+    return result.row if n_contexts == 1 else f"{result.row} @ {scored_ctx.cfg.dataset.name}"
+
+
+def log_results(ctx, scored) -> None:
+    """Final figures of every row (on every scored dataset), and a results table, into the job's tracker
+    run. `scored`: (context, result) pairs."""
     logger = ctx.logger
     if not logger:
         return
+    several = len({c.cfg.dataset.name for c, _ in scored}) > 1
     flat = {}
-    for r in results:
+    for c, r in scored:
+        prefix = f"results/{c.cfg.dataset.name}/{r.row}" if several else f"results/{r.row}"
         for k, v in {
             **r.metrics,
-            **{f"cost/{c}": x for c, x in r.costs.items() if isinstance(x, int | float)},
+            **{f"cost/{name}": x for name, x in r.costs.items() if isinstance(x, int | float)},
         }.items():
-            flat[f"results/{r.row}/{k}"] = float(v)
+            flat[f"{prefix}/{k}"] = float(v)
     logger.log_metrics(flat)
     if hasattr(logger, "log_table"):
         columns = ["dataset", "setting", "seed", "method", "base", "novel", "hm", "protocol"]
         rows = [
             [
-                ctx.cfg.dataset.name,
+                c.cfg.dataset.name,
                 ctx.cfg.setting.name,
                 ctx.seed,
                 r.row,
@@ -91,7 +133,7 @@ def log_results(ctx, results) -> None:
                 r.metrics.get("hm"),
                 r.protocol,
             ]
-            for r in results
+            for c, r in scored
         ]
         logger.log_table(key="results", columns=columns, data=rows)
 

@@ -43,13 +43,29 @@ def mark_done(output_dir: Path, records: list[str], metrics: dict[str, Any]) -> 
 
 
 def _data_status(cfg: DictConfig) -> str:
-    from transmiter.config.validate import ConfigError, _validate_dataset
+    """'ok', or what is missing: the dataset's folder, then each setting target's."""
+    from transmiter.config.instantiate import target_dataset_nodes
+    from transmiter.config.validate import ConfigError, _validate_dataset_folder
 
+    nodes = {"": cfg.dataset}
     try:
-        _validate_dataset(cfg)
+        nodes.update(target_dataset_nodes(cfg))
     except ConfigError as err:
-        return f"MISSING ({str(err).split(':', 1)[1].strip().split('.')[0]})"
-    return "ok"
+        return f"INVALID ({err})"
+    absent, problems = [], []
+    for name, node in nodes.items():
+        try:
+            _validate_dataset_folder(node, cfg.paths.data_dir, name)
+        except ConfigError as err:
+            problems.append(str(err).split(":", 1)[1].strip().split(". ")[0])
+            if "does not exist" in str(err):
+                absent.append(str(node.folder))
+    if not problems:
+        return "ok" + (f" (+{len(nodes) - 1} targets)" if len(nodes) > 1 else "")
+    if len(absent) > 1:  # one line per job: name the folders, not every path
+        problems = [p for p in problems if "does not exist" not in p]
+        problems.insert(0, f"{len(absent)} folders absent under {cfg.paths.data_dir}: {', '.join(absent)}")
+    return f"MISSING ({'; '.join(problems)})"
 
 
 def _weights_status(cfg: DictConfig) -> str:
@@ -74,7 +90,7 @@ def describe_job(cfg: DictConfig, output_dir: Path) -> str:
     who = cfg.pair.name if uses_pair(cfg) else cfg.model.get("name", cfg.model.arch)
     line = (
         f"[{status:>7}] {cfg.task_name}: method={cfg.method.name} dataset={cfg.dataset.name} "
-        f"setting={cfg.setting.name} seed={cfg.seed} models={who}"
+        f"setting={cfg.setting.name} shots={cfg.setting.shots} seed={cfg.seed} models={who}"
     )
     if stages:
         line += f" | stages done: {', '.join(stages)}"

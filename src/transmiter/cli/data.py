@@ -2,6 +2,7 @@
 
 transmiter data check dataset=oxford_pets paths.data_dir=/data/coop   # what is missing, exit 1 if any
 transmiter data check dataset=all                                     # every shipped dataset config
+transmiter data check experiment=dg                                   # a job's dataset and its setting's targets
 transmiter data fake dataset=smoke [--classes 10 --per-class 8,4,8]    # a tiny fake copy (tests, smoke)
 """
 
@@ -18,9 +19,9 @@ def _compose(overrides: list[str]):
 
 
 def _dataset_choices() -> list[str]:
-    from transmiter.config import CONFIG_DIR
+    from transmiter.config.instantiate import dataset_config_names
 
-    return sorted(p.stem for p in (CONFIG_DIR / "dataset").glob("*.yaml"))
+    return dataset_config_names()
 
 
 STUDY_DATASETS = (
@@ -39,7 +40,7 @@ STUDY_DATASETS = (
 
 
 def check(overrides: list[str], only_study: bool = False) -> int:
-    from transmiter.config.instantiate import dataset_spec_from_config
+    from transmiter.config.instantiate import dataset_spec_from_config, target_dataset_nodes
     from transmiter.data.check import check_dataset
     from transmiter.io import absolute
 
@@ -48,12 +49,18 @@ def check(overrides: list[str], only_study: bool = False) -> int:
     names = _dataset_choices() if choices == ["all"] else (choices or [None])
     if only_study:
         names = list(STUDY_DATASETS)
-    failures = 0
+    failures, checked = 0, set()
     for name in names:
         cfg = _compose(rest + ([f"dataset={name}"] if name else []))
-        report = check_dataset(dataset_spec_from_config(cfg.dataset), absolute(cfg.paths.data_dir))
-        print(report.format())
-        failures += not report.ok
+        # the dataset, and the targets its setting scores (cross-dataset, domain generalisation)
+        for node in [cfg.dataset, *target_dataset_nodes(cfg).values()]:
+            spec = dataset_spec_from_config(node)
+            if spec.folder in checked:
+                continue
+            checked.add(spec.folder)
+            report = check_dataset(spec, absolute(cfg.paths.data_dir))
+            print(report.format())
+            failures += not report.ok
     return 1 if failures else 0
 
 

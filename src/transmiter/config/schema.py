@@ -160,6 +160,16 @@ def _groups_ok(v: Any) -> bool:
     return isinstance(v, list) and (v == ["all"] or (len(v) == 2 and set(v) == {"base", "new"}))
 
 
+def _shot_range_ok(v: Any) -> bool:
+    return v is None or (
+        isinstance(v, list) and len(v) == 2 and all(_positive(x) for x in v) and v[0] <= v[1]
+    )
+
+
+def _targets_ok(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x for x in v) and len(set(v)) == len(v)
+
+
 @dataclass
 class SettingConfig:
     """Which classes train and how the test split is scored."""
@@ -177,6 +187,29 @@ class SettingConfig:
         fix="use [base, new] (base-to-novel) or [all] (base-to-base)",
         factory=lambda: ["base", "new"],
     )
+    # [low, high]: the shots this setting's protocol allows (the few-shot study: [1, 16]); null: any
+    shot_range: list[int] | None = checked(
+        None, ok=_shot_range_ok, fix="use [low, high] with 1 <= low <= high, e.g. [1, 16], or null"
+    )
+    # which `per_setting` schedule of the methods applies (null: this setting's name); domain generalisation
+    # uses cross_dataset's, so both settings evaluate the very same ImageNet-trained models
+    recipe: str | None = None
+    # datasets scored after training on `dataset`, with no further training: names of conf/dataset files
+    targets: list[str] = checked(
+        ok=_targets_ok,
+        fix="use a list of distinct dataset config names (conf/dataset/<name>.yaml), e.g. [caltech101, dtd]",
+        factory=list,
+    )
+    # per target name: dataset keys that win over its conf/dataset file (e.g. {imagenet_a: {folder: ...}})
+    target_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # own: each target is scored over its own classes, the classifier rebuilt from its names (cross-dataset);
+    # source: the target's classes are a subset of the source's, matched by name through a class map, and
+    # methods with a fixed label space score the source's and read the mapped columns (domain generalisation)
+    target_label_space: str = one_of("own", ("own", "source"))
+    # own: each evaluated dataset's hand-crafted template (the papers' protocols; for the ImageNet variants
+    # Skip Tuning's table uses "a sketch of a {}." etc., knowledge of the target domain); source: the source
+    # dataset's template everywhere (no target knowledge at test time)
+    target_templates: str = one_of("own", ("own", "source"))
 
 
 # ----------------------------------------------------------------------------------------------- methods
@@ -250,8 +283,9 @@ class FineTuneConfig:
     batch_size: int = checked(4, ok=_positive, fix="use a positive batch size")  # global batch
     num_workers: int = checked(0, ok=lambda v: _int(v) and v >= 0, fix="use 0 or a positive integer")
     module: FinetuneModuleConfig = field(default_factory=FinetuneModuleConfig)
-    # per setting name: module arguments that win over `module` in that setting
-    per_setting: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # per setting name (its `recipe`): module arguments that win over `module` in that setting; the Skip
+    # Tuning paper's cross-dataset FT runs 4 epochs
+    per_setting: dict[str, dict[str, Any]] = field(default_factory=lambda: {"cross_dataset": {"epochs": 4}})
 
 
 def _skip_schedules() -> dict[str, SkipScheduleConfig]:
@@ -259,7 +293,8 @@ def _skip_schedules() -> dict[str, SkipScheduleConfig]:
     return {
         "fewshot": few,
         "base2base": dataclasses.replace(few),
-        "cross": SkipScheduleConfig(
+        # ImageNet -> 10 datasets and the ImageNet variants (domain generalisation reads it through its recipe)
+        "cross_dataset": SkipScheduleConfig(
             text_lr=1.0e-5, image_lr=1.0e-6, epochs=20, warmup_epochs=1, warmup_lr=1.0e-8
         ),
     }
@@ -466,10 +501,11 @@ def defaults_of(schema: type) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------- value checks
 
 
-def check_values(cfg: DictConfig) -> None:
+def check_values(cfg: DictConfig, path: str = "") -> None:
     """Check every field with an allowed-value rule, anywhere in the composed config (nested methods
-    included); raise ConfigError naming the first bad key, its value and the fix."""
-    _check_node(cfg, "")
+    included), or in one typed node whose keys are named under `path`; raise ConfigError naming the first
+    bad key, its value and the fix."""
+    _check_node(cfg, path)
 
 
 def _check_node(node: Any, path: str) -> None:

@@ -5,7 +5,8 @@
 Hydra rejects unknown keys, unknown group choices and values of the wrong type while composing (the schema,
 transmiter.config.schema); `check_values` checks each key's allowed values. This module adds what one key
 cannot say alone: K against the dataset's classes, proj_dim against K, ω against the depth of the towers it
-splits, the models against open_clip's registry, the dataset folder on disk.
+splits, the models against open_clip's registry, the shots against the setting's range, the setting's
+target datasets (known, not the source itself, label spaces that fit), the dataset folders on disk.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from transmiter.config.instantiate import dataset_spec_from_config, instantiate
+from transmiter.config.instantiate import dataset_spec_from_config, instantiate, target_dataset_nodes
 from transmiter.config.schema import ConfigError, check_values
 
 __all__ = ["ConfigError", "uses_pair", "validate_config"]
@@ -32,9 +33,12 @@ def validate_config(cfg: DictConfig, check_data: bool = True) -> None:
     folder, then the models against open_clip's registry (the only step that imports torch)."""
     check_values(cfg)
     _validate_logger(cfg.get("logger"))
+    _validate_setting(cfg)
     _validate_methods(cfg)
     if check_data:
         _validate_dataset(cfg)
+        for name, node in target_dataset_nodes(cfg).items():
+            _validate_dataset_folder(node, cfg.paths.data_dir, f"setting.targets: {name}")
     _validate_model(cfg)
     _validate_tower_depths(cfg)
 
@@ -120,21 +124,83 @@ def _method_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig, list[str]]]:
     return out
 
 
+def _validate_setting(cfg: DictConfig) -> None:
+    """The shots against the setting's range; its targets: known configs, not the source itself, and (for
+    a source label space) no more classes than the source has."""
+    setting = cfg.setting
+    low_high = setting.get("shot_range")
+    if low_high is not None:
+        low, high = (int(x) for x in low_high)
+        _require(
+            low <= int(setting.shots) <= high,
+            "setting.shots",
+            setting.shots,
+            f"setting={setting.name} samples {low}-{high} shots per class (the protocol's 1, 2, 4, 8, 16): use "
+            f"a value in that range, e.g. setting.shots={high}, or sweep them with setting.shots=1,2,4,8,16 -m",
+        )
+    targets = target_dataset_nodes(cfg)
+    _require(
+        not targets or cfg.eval.split == "test",
+        "eval.split",
+        cfg.eval.split,
+        f"setting={setting.name} scores targets with the source's models, and selecting on a target would "
+        "use the target domain: select on the source alone (eval.split=val setting.targets=[]), then report "
+        "with eval.split=test",
+    )
+    source = cfg.dataset
+    for name, node in targets.items():
+        check_values(node, f"setting.targets.{name}")
+        _require(
+            node.name != source.name and node.folder != source.folder,
+            "setting.targets",
+            name,
+            f"{name} ({node.name}) is the source dataset itself (dataset={source.name}, trained on): its test "
+            f"split is already scored as the source column; remove {name} from setting.targets",
+        )
+        if setting.target_label_space == "source":
+            n, c = node.get("num_classes"), source.get("num_classes")
+            _require(
+                n is None or c is None or n <= c,
+                "setting.targets",
+                name,
+                f"target_label_space=source maps each class of {name} ({n} classes) to a class of the "
+                f"source {source.name} ({c} classes) by name, so it cannot have more; use "
+                "setting.target_label_space=own (the target's own label space) or a source that holds its classes",
+            )
+
+
 def _validate_methods(cfg: DictConfig) -> None:
-    """K against the dataset's classes and proj_dim against K, for the method and those it nests."""
-    num_classes = cfg.dataset.get("num_classes")
+    """K against the classes of the dataset and of the targets scored in their own label space, and proj_dim
+    against K, for the method and those it nests."""
+    counts = {f"dataset={cfg.dataset.name}": cfg.dataset.get("num_classes")}
+    if cfg.setting.get("target_label_space") == "own":
+        for name, node in target_dataset_nodes(cfg).items():
+            counts[f"target {name}"] = node.get("num_classes")
     for key, node, _ in _method_nodes(cfg):
+        refine = node.get("refine")
+        _require(
+            not (refine is not None and refine.get("select_on_val") and cfg.dataset.loader == "imagenet"),
+            f"{key}.refine.select_on_val",
+            True,
+            f"dataset={cfg.dataset.name} has no validation split (its protocol's val is the test set), so an "
+            f"epoch selected on it would be selected on test; set {key}.refine.select_on_val=false",
+        )
         K = node.get("K")
         if K is None:
             continue
-        if isinstance(num_classes, int) and not node.get("grow_k", False):
+        for where, num_classes in counts.items():
+            # a target reads the adapter fitted on the source: its K cannot grow
+            if not isinstance(num_classes, int) or (
+                node.get("grow_k", False) and where.startswith("dataset=")
+            ):
+                continue
             _require(
                 K > num_classes,
                 f"{key}.K",
                 K,
-                f"K must exceed the number of classes of dataset={cfg.dataset.name} (C={num_classes}): K holds "
-                f"the C task classes plus K-C auxiliary names; raise {key}.K (e.g. {_next_k(num_classes)}) or "
-                f"set {key}.grow_k=true",
+                f"K must exceed the number of classes of {where} (C={num_classes}): K holds the C task classes "
+                f"plus K-C auxiliary names; raise {key}.K (e.g. {_next_k(num_classes)})"
+                + (f" or set {key}.grow_k=true" if where.startswith("dataset=") else ""),
             )
         proj_dim = node.fit.get("proj_dim") if "fit" in node else None
         if proj_dim is not None:
@@ -197,16 +263,20 @@ def uses_pair(cfg: DictConfig) -> bool:
 
 def _validate_dataset(cfg: DictConfig) -> None:
     """The dataset folder and its split definition must exist (a full check: `transmiter data check`)."""
-    spec = dataset_spec_from_config(cfg.dataset)
-    root = Path(str(cfg.paths.data_dir)).expanduser().resolve() / spec.folder
+    _validate_dataset_folder(cfg.dataset, cfg.paths.data_dir, f"dataset={cfg.dataset.name}")
+
+
+def _validate_dataset_folder(node: DictConfig, data_dir, where: str) -> None:
+    spec = dataset_spec_from_config(node)
+    root = Path(str(data_dir)).expanduser().resolve() / spec.folder
     if not root.is_dir():
         raise ConfigError(
-            f"dataset={spec.name}: folder {root} does not exist. Set paths.data_dir (or TRANSMITER_DATA) to "
+            f"{where}: folder {root} does not exist. Set paths.data_dir (or TRANSMITER_DATA) to "
             f"the folder holding '{spec.folder}/', lay it out as CoOp's DATASETS.md describes, and run "
             f"`transmiter data check dataset=<name>` to see what is missing."
         )
     if spec.split_file and not (root / spec.split_file).is_file():
         raise ConfigError(
-            f"dataset={spec.name}: split file {root / spec.split_file} is missing. Download "
+            f"{where}: split file {root / spec.split_file} is missing. Download "
             f"{spec.split_file} (CoOp DATASETS.md) into {root}; splits are never regenerated."
         )

@@ -42,30 +42,7 @@ from transmiter.methods.schedules import build_epoch_scheduler
 from transmiter.models.towers import encode_text, freeze_for_finetuning, trim_text_tokens
 from transmiter.trainers import attached_trainer
 
-__all__ = ["FINETUNE_SETTINGS", "ClipTuningModule", "FinetuneCLIP", "prompt_texts"]
-
-# the Skip Tuning paper's FT baseline (`vit_b16_ep10_bs4`; the cross-dataset YAML uses 4 epochs). Batch 4 is the
-# DataModule's; FT never applies the Skip Tuning epoch divisor.
-FINETUNE_SETTINGS: dict[str, dict] = {
-    "base2novel": {
-        "lr": 1e-5,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "epochs": 10,
-        "warmup_epochs": 0,
-        "warmup_lr": None,
-        "batch_size": 4,
-    },
-    "cross": {
-        "lr": 1e-5,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "epochs": 4,
-        "warmup_epochs": 0,
-        "warmup_lr": None,
-        "batch_size": 4,
-    },
-}
+__all__ = ["ClipTuningModule", "FinetuneCLIP", "prompt_texts"]
 
 TEXT_CHUNK = 256  # prompts per text-encoder call when building evaluation heads
 

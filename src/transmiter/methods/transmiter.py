@@ -18,6 +18,10 @@ them, and a re-run reuses them):
 
 Evaluation follows the TransMiter reference protocol ("masked-joint"): one head over all C classes;
 in base2novel, base-class test images are scored with the novel columns masked and vice versa.
+Settings with targets (cross-dataset, domain generalisation) train every stage on the job's own dataset
+(`ctx.training`) and score each target: over its own classes plus K - C auxiliary names drawn for it
+(`target_label_space: own`), or over the source's K names with the predictions restricted to the target's
+classes through its class map (`source`, the reference's `dg_class_idx`).
 Never is a checkpoint, epoch, lambda or alpha chosen on test data: schedules are fixed in advance
 (TransMiter+ may select its epoch on the few-shot validation split with `refine.select_on_val`).
 """
@@ -35,7 +39,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from transmiter.config.instantiate import dataset_templates
 from transmiter.config.schema import FitConfig, RefineConfig, defaults_of
 from transmiter.evaluation.clip_eval import split_features
 from transmiter.evaluation.evaluate import evaluate_scores
@@ -43,7 +46,6 @@ from transmiter.evaluation.metrics import summarize_groups
 from transmiter.features.extract import ViewSpec
 from transmiter.methods.base import MethodResult
 from transmiter.models.heads import text_head
-from transmiter.models.templates import template_set
 
 PROTOCOL = "masked-joint"
 log = logging.getLogger("transmiter")
@@ -73,16 +75,27 @@ def masked_joint_accuracies(
     num_classes: int,
     adapter: nn.Module | None,
     make_trainer,
+    class_map: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """Top-1 accuracy (%) per group of `adapter(inputs)[:, :C]` (or of `inputs`): one head over the C classes,
-    each group's images scored with the other groups' classes masked (group "all": nothing masked)."""
+    each group's images scored with the other groups' classes masked (group "all": nothing masked). With a
+    `class_map` (label -> column: a dataset holding some of the C classes in its own label space), the labels
+    become columns and only the mapped columns compete, as the reference's `dg_class_idx` does."""
+    allowed = None
+    if class_map is not None:
+        columns = torch.tensor(list(class_map), dtype=torch.long)
+        labels = columns[labels]
+        allowed = torch.full((num_classes,), -math.inf)
+        allowed[columns] = 0.0
     accuracies = {}
     for group, ids in groups.items():
         keep = torch.isin(labels, torch.tensor(list(ids)))
-        mask = None
+        mask = allowed
         if group != "all":
             mask = torch.full((num_classes,), -math.inf)
             mask[list(ids)] = 0.0
+            if allowed is not None:
+                mask = mask + allowed
         scorer = MaskedHead(num_classes, adapter, mask)
         accuracies[group] = evaluate_scores(
             inputs[keep], labels[keep], scorer, make_trainer, num_classes=num_classes
@@ -246,10 +259,30 @@ class TransferMethod:
         )
         return classnames, aux
 
-    def _templates(self, ctx, kind: str | None = None) -> list[str]:
-        return template_set(
-            ctx.dataset_spec.name, kind or self.templates, overrides=dataset_templates(ctx.cfg.dataset)
+    def scoring_space(
+        self, ctx, classnames: list[str], aux: list[str]
+    ) -> tuple[list[str], int, tuple[int, ...] | None]:
+        """(names the test logits of `ctx`'s dataset are computed over, how many of them are its classes, the
+        class map into them or None) for the training label space `classnames + aux` (K names). A setting
+        target scored in its own label space gets its classes plus K - C auxiliary names drawn for it (the
+        adapter reads K logits, whatever the dataset); in the source's, the training names themselves."""
+        from transmiter.transfer.vocabulary import select_auxiliary_names
+
+        target = ctx.target
+        if target is None or target.label_space == "source":
+            return classnames + aux, len(classnames), None if target is None else target.class_map
+        own = list(self._all_splits(ctx).classnames)
+        own_aux = select_auxiliary_names(
+            own,
+            len(classnames) + len(aux),
+            seed=ctx.seed,
+            vocabulary=self.aux_vocabulary,
+            strategy=self.aux_strategy,
         )
+        return own + own_aux, len(own), None
+
+    def _templates(self, ctx, kind: str | None = None) -> list[str]:
+        return ctx.templates(kind or self.templates)
 
     def artifact_config(self, K: int) -> dict[str, Any]:
         """The settings an adapter artifact's `config_hash` covers (fitting, transfer, label space)."""
@@ -472,7 +505,10 @@ class TransferMethod:
         When the source is below, its adaptation has little to teach the target: warn, do not stop."""
         train_ids = self._train_ids(ctx, len(classnames))
         keep = set(train_ids)
-        items = [d for d in self._all_splits(ctx).val if d.label in keep]
+        splits = self._all_splits(ctx)
+        if splits.val_is_test:  # ImageNet: its protocol's val split is the test set, never looked at here
+            return {"checked": False, "reason": f"{splits.name} has no validation split (val = test)"}
+        items = [d for d in splits.val if d.label in keep]
         if not items:
             return {"checked": False, "reason": "no validation images of the training classes"}
         _, tuned = self.source_models(ctx)
@@ -507,9 +543,16 @@ class TransferMethod:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate_inputs(
-        self, ctx, inputs: torch.Tensor, labels: torch.Tensor, num_classes: int, adapter: nn.Module | None
+        self,
+        ctx,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        num_classes: int,
+        adapter: nn.Module | None,
+        class_map: Sequence[int] | None = None,
     ) -> dict[str, float]:
-        """Masked-joint accuracies of `adapter(inputs)[:, :C]` (or of `inputs` itself) per group."""
+        """Masked-joint accuracies of `adapter(inputs)[:, :C]` (or of `inputs` itself) per group; with a
+        `class_map` (a setting target scored in the source's label space) only its mapped columns compete."""
         with ctx.timed("scoring_s"):
             return masked_joint_accuracies(
                 inputs,
@@ -518,6 +561,7 @@ class TransferMethod:
                 num_classes,
                 adapter,
                 lambda: ctx.make_trainer("eval"),
+                class_map=class_map,
             )
 
     def test_logits(self, ctx, bundle, names: Sequence[str], templates: Sequence[str] | None = None):
@@ -557,7 +601,7 @@ class TransMiter(TransferMethod):
     row_name = "TransMiter"
 
     def __call__(self, ctx) -> MethodResult:
-        t = self.transferred_adapter(ctx)
+        t = self.transferred_adapter(ctx.training)  # fitted and moved once, on the job's own dataset
         adapter = self._load_moved(t.stage, t)
         return self._result(
             ctx,
@@ -585,10 +629,12 @@ class TransMiter(TransferMethod):
     def _result(
         self, ctx, adapter, classnames, aux, data, source, target, artifact, extra=None, on=None
     ) -> MethodResult:
-        """The row of `adapter` applied to the zero-shot test logits of `on` (default: the target)."""
+        """The row of `adapter` (fitted over `classnames + aux`) applied to the zero-shot test logits of `on`
+        (default: the target model) on the dataset `ctx` scores."""
         on = target if on is None else on
-        logits, labels = self.test_logits(ctx, on, classnames + aux)
-        accuracies = self.evaluate_inputs(ctx, logits, labels, len(classnames), adapter)
+        names, num_classes, class_map = self.scoring_space(ctx, classnames, aux)
+        logits, labels = self.test_logits(ctx, on, names)
+        accuracies = self.evaluate_inputs(ctx, logits, labels, num_classes, adapter, class_map)
         costs = {**self.costs(adapter, on), **_stage_costs(ctx.stage_outputs)}
         return MethodResult(
             metrics=summarize_groups(accuracies),
@@ -599,7 +645,7 @@ class TransMiter(TransferMethod):
             costs=costs,
             artifacts={"adapter": artifact} if artifact else {},
             extra={
-                "K": len(classnames) + len(aux),
+                "K": len(names),
                 "lam": self.lam,
                 "fit_data": data.description,
                 "source_finetune": getattr(self.source_finetune, "name", None),
@@ -619,6 +665,7 @@ class TransMiterPlus(TransMiter):
     def __call__(self, ctx) -> MethodResult:
         from transmiter.transfer.artifact import save_adapter_artifact
 
+        scored, ctx = ctx, ctx.training  # refined once on the job's own dataset, then scored on `scored`
         t = self.transferred_adapter(ctx)
         moved, classnames, aux, data, source, target = (
             t.stage,
@@ -652,6 +699,12 @@ class TransMiterPlus(TransMiter):
             r = self.refine_cfg
             val = None
             if r["select_on_val"]:
+                if self._all_splits(ctx).val_is_test:
+                    raise ValueError(
+                        f"method.refine.select_on_val=true: {ctx.dataset_spec.name} has no validation split "
+                        "(its protocol's val is the test set), so selecting an epoch on it would select on "
+                        "test; set method.refine.select_on_val=false (the last epoch is kept)"
+                    )
                 val_items = [d for d in self._all_splits(ctx).val if d.label in set(train_ids)]
                 val_logits = self.logits(
                     ctx, target, val_items, [ViewSpec("test")], names, self._templates(ctx), "val"
@@ -691,7 +744,7 @@ class TransMiterPlus(TransMiter):
         ctx.stage_outputs["adapter_refine"] = _stage_entry(refined)
         adapter = self._load_moved(refined, t)
         return self._result(
-            ctx,
+            scored,
             adapter,
             classnames,
             aux,
@@ -751,16 +804,28 @@ class TransMiterDiagnostics(TransMiter):
             results.append(result)
         return results
 
-    def _source(self, ctx) -> MethodResult:
+    # Each row trains (or reuses) on the job's own dataset and scores the dataset of the context it gets.
+    def _source(self, scored) -> MethodResult:
+        ctx = scored.training
         fitted, classnames, aux, data, source = self.fitted_adapter(ctx)
         target = ctx.load_model(ctx.cfg.pair.target)
         adapter = self.load_fitted(ctx, fitted, classnames, aux, source)
         extra = {"evaluated_on": "source"}
         return self._result(
-            ctx, adapter, classnames, aux, data, source, target, fitted.outputs["artifact"], extra, on=source
+            scored,
+            adapter,
+            classnames,
+            aux,
+            data,
+            source,
+            target,
+            fitted.outputs["artifact"],
+            extra,
+            on=source,
         )
 
-    def _no_rotation(self, ctx) -> MethodResult:
+    def _no_rotation(self, scored) -> MethodResult:
+        ctx = scored.training
         fitted, classnames, aux, data, source = self.fitted_adapter(ctx)
         target = ctx.load_model(ctx.cfg.pair.target)
         guard = self.pre_transfer_guard(ctx, classnames, target)
@@ -770,11 +835,12 @@ class TransMiterDiagnostics(TransMiter):
             ctx, fitted_adapter, source, target, data, classnames + aux, rotation=identity
         )
         extra = {"evaluated_on": "target", "transfer_figures": figures, "guard": guard}
-        return self._result(ctx, adapter, classnames, aux, data, source, target, None, extra)
+        return self._result(scored, adapter, classnames, aux, data, source, target, None, extra)
 
-    def _oracle(self, ctx) -> MethodResult:
+    def _oracle(self, scored) -> MethodResult:
         from transmiter.methods.study import needs_tower_split, skip_tuning_unsupported
 
+        ctx = scored.training
         classnames, aux = self.label_space(ctx)
         data = self.fit_data(ctx)
         source = ctx.load_model(ctx.cfg.pair.source)
@@ -788,7 +854,7 @@ class TransMiterDiagnostics(TransMiter):
         fitted = self._fit_stage(ctx, target, tuned, classnames, aux, data)
         adapter = self.load_fitted(ctx, fitted, classnames, aux, target)
         result = self._result(
-            ctx,
+            scored,
             adapter,
             classnames,
             aux,
@@ -854,17 +920,20 @@ class EFT(TransferMethod):
         from transmiter.models.encoder_flops import image_encoder_flops
 
         uses = EFT_VARIANTS[self.variant][2]
-        classnames, _ = self.label_space(ctx)
-        source, tuned = self.source_models(ctx)
+        training = ctx.training  # the source is fine-tuned on the job's own dataset
+        classnames, aux = self.label_space(training)
+        names, num_classes, class_map = self.scoring_space(ctx, classnames, aux)
+        names = names[:num_classes]  # logit arithmetic over the classes only
+        source, tuned = self.source_models(training)
         target = ctx.load_model(ctx.cfg.pair.target)
         t_zs = s_zs = None
-        s_ft, labels = self.test_logits(ctx, tuned, classnames, self._teacher_templates(ctx))
+        s_ft, labels = self.test_logits(ctx, tuned, names, self._teacher_templates(ctx))
         if "t" in uses:
-            t_zs, _ = self.test_logits(ctx, target, classnames)
+            t_zs, _ = self.test_logits(ctx, target, names)
         if "s" in uses:
-            s_zs, _ = self.test_logits(ctx, source, classnames)
+            s_zs, _ = self.test_logits(ctx, source, names)
         combined = combine_logits(self.variant, t_zs, s_ft, s_zs, alpha=self.alpha)
-        accuracies = self.evaluate_inputs(ctx, combined, labels, len(classnames), None)
+        accuracies = self.evaluate_inputs(ctx, combined, labels, num_classes, None, class_map)
         # image encoders run per test image: the target's (if used), the fine-tuned source's and the
         # zero-shot source's (if used)
         flops = image_encoder_flops(source) * (1 + ("s" in uses))
@@ -885,7 +954,7 @@ class EFT(TransferMethod):
                 "alpha": self.alpha,
                 "variant": self.variant,
                 "source_finetune": getattr(self.source_finetune, "name", None),
-                "guard": self.pre_transfer_guard(ctx, classnames, target),
+                "guard": self.pre_transfer_guard(training, classnames, target),
             },
         )
 

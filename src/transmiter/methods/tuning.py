@@ -17,11 +17,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from transmiter.config.instantiate import dataset_templates
 from transmiter.evaluation.clip_eval import evaluate_clip
 from transmiter.evaluation.metrics import summarize_groups
 from transmiter.methods.base import MethodResult
-from transmiter.models.templates import template_set
 
 KINDS = ("ft", "skip_tuning")
 
@@ -53,15 +51,15 @@ class FineTune:
 
     # ------------------------------------------------------------------ hyper-parameters
     def module_kwargs(self, ctx) -> dict[str, Any]:
-        """The partial's keywords, with this setting's overrides (e.g. Skip Tuning's few-shot schedule)."""
+        """The partial's keywords, with this setting's overrides (e.g. Skip Tuning's few-shot schedule); a
+        setting names its entry of `per_setting` by `recipe`, else by its name."""
         kwargs = dict(self.module.keywords) if isinstance(self.module, functools.partial) else {}
-        kwargs.update(self.per_setting.get(str(ctx.cfg.setting.name), {}))
+        setting = ctx.cfg.setting
+        kwargs.update(self.per_setting.get(str(setting.get("recipe") or setting.name), {}))
         return kwargs
 
     def _template(self, ctx) -> str:
-        return template_set(
-            ctx.dataset_spec.name, self.templates, overrides=dataset_templates(ctx.cfg.dataset)
-        )[0]
+        return ctx.templates(self.templates)[0]
 
     # ------------------------------------------------------------------ the training stage
     def tuned_spec(self, ctx, model_node):
@@ -192,7 +190,8 @@ class FineTune:
         from transmiter.data.datum import split_identity
         from transmiter.models.encoder_flops import image_encoder_flops
 
-        tuned = ctx.load_model(self.tuned_spec(ctx, ctx.cfg.model))
+        # trained on the job's own dataset; scored on the dataset of `ctx` (a setting target, if any)
+        tuned = ctx.load_model(self.tuned_spec(ctx.training, ctx.cfg.model))
         templates = [self._template(ctx)]
         accuracies, split_ids = {}, {}
         for group in ctx.cfg.setting.eval_groups:

@@ -8,11 +8,9 @@ in base2base all classes are scored together.
 
 from __future__ import annotations
 
-from transmiter.config.instantiate import dataset_templates
 from transmiter.evaluation.clip_eval import evaluate_clip
 from transmiter.evaluation.metrics import summarize_groups
 from transmiter.methods.base import MethodResult
-from transmiter.models.templates import template_set
 
 
 class ZeroShot:
@@ -24,9 +22,7 @@ class ZeroShot:
         from transmiter.data.datum import split_identity
 
         bundle = ctx.load_model(ctx.cfg.model)
-        templates = template_set(
-            ctx.dataset_spec.name, self.templates, overrides=dataset_templates(ctx.cfg.dataset)
-        )
+        templates = ctx.templates(self.templates)
         accuracies, split_ids = {}, {}
         for group in ctx.cfg.setting.eval_groups:
             splits = ctx.splits(subsample=str(group))

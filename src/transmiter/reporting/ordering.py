@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-SETTING_ORDER = ("base2novel", "base2base", "fewshot")
+SETTING_ORDER = ("base2novel", "base2base", "fewshot", "cross_dataset", "domain_generalization")
 DATASET_ORDER = (  # CoOp / CoCoOp paper order, then the ImageNet variants (domain generalisation)
     "ImageNet",
     "Caltech101",

@@ -2,9 +2,10 @@
 
 plot_results(rows, "results.png")                   # grouped Base / Novel / HM (or accuracy) bars per method
 plot_cost_scatter(rows, cost_rows, "cost_scatter.png")  # HM (or accuracy) versus training time per method
+plot_shot_curves(rows, "fewshot_curves.png")        # accuracy versus shots, a panel per dataset + average
 
-One panel per setting, showing its Average row when it has several datasets, else its one dataset;
-method rows only (diagnostic rows stay in the tables).
+One panel per setting, showing its Average row when it has several datasets, else its one dataset (a
+setting with several shots values: its largest); method rows only (diagnostic rows stay in the tables).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import math
 import textwrap
 from pathlib import Path
 
-from transmiter.reporting.ordering import setting_sort_key
-from transmiter.reporting.tables import AVERAGE, Row
+from transmiter.reporting.ordering import dataset_sort_key, setting_sort_key
+from transmiter.reporting.tables import AVERAGE, Row, shot_values
 
 SERIES_COLORS = {"Base": "#4C72B0", "Novel": "#DD8452", "HM": "#55A868", "Accuracy": "#4C72B0"}
 LOG_RANGE = 30.0  # use a log x axis when max/min training time exceeds this
@@ -38,6 +39,9 @@ def focus_rows(rows: list[Row]) -> dict[str, tuple[str, list[Row]]]:
     out = {}
     for setting in sorted({r.setting for r in rows}, key=setting_sort_key):
         sub = [r for r in rows if r.setting == setting]
+        shots = shot_values(sub)
+        if len(shots) > 1:  # the few-shot curves show every shots value; the bars its largest
+            sub = [r for r in sub if r.shots == shots[-1]]
         datasets = {r.dataset for r in sub}
         focus = AVERAGE if AVERAGE in datasets else sorted(datasets)[0]
         out[setting] = (focus, [r for r in sub if r.dataset == focus])
@@ -45,10 +49,11 @@ def focus_rows(rows: list[Row]) -> dict[str, tuple[str, list[Row]]]:
 
 
 def _panel_title(setting: str, focus: str, sub: list[Row]) -> str:
+    shots = f", {sub[0].shots} shots" if sub and setting == "fewshot" and sub[0].shots else ""
     if focus == AVERAGE:
         n = len({d for r in sub for d in r.datasets})
-        return f"{setting} — average over {n} datasets"
-    return f"{setting} — {focus}"
+        return f"{setting} — average over {n} datasets{shots}"
+    return f"{setting} — {focus}{shots}"
 
 
 def _wrap(label: str, width: int) -> str:
@@ -270,6 +275,75 @@ def plot_cost_scatter(rows: list[Row], cost_rows, path: str | Path) -> Path:
     fig.tight_layout()
     for ax, points in labels:  # after the layout, so that the overlap test sees the final positions
         _place_labels(ax, points)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_shot_curves(rows: list[Row], path: str | Path, setting: str | None = None) -> Path:
+    """Accuracy versus shots (log2 axis), one line per method: the Average panel first, then one panel per
+    dataset (the papers' few-shot figure). `setting`: which setting's rows (default: the first with several
+    shots values)."""
+    plt = _pyplot()
+    rows = [r for r in rows if not r.diagnostic and r.shots is not None]
+    if setting is None:
+        setting = next(
+            s
+            for s in sorted({r.setting for r in rows}, key=setting_sort_key)
+            if len(shot_values([r for r in rows if r.setting == s])) > 1
+        )
+    rows = [r for r in rows if r.setting == setting]
+    datasets = sorted({r.dataset for r in rows}, key=dataset_sort_key)
+    datasets = [d for d in datasets if d == AVERAGE] + [d for d in datasets if d != AVERAGE]
+    methods = list(dict.fromkeys(r.method for r in rows))  # the table's (canonical) order
+    shots = shot_values(rows)
+    cols = min(4, len(datasets))
+    n_rows = math.ceil(len(datasets) / cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.4 * n_rows), squeeze=False)
+    colors = plt.get_cmap("tab20").colors  # a study has up to ~12 method rows: no colour repeats
+    markers = "osD^vP*Xh<>"
+    for ax, dataset in zip(axes.flat, datasets):
+        for i, method in enumerate(methods):
+            points = sorted(
+                (r.shots, r.base_mean) for r in rows if r.dataset == dataset and r.method == method
+            )
+            if not points:
+                continue
+            ax.plot(
+                [k for k, _ in points],
+                [v for _, v in points],
+                marker=markers[i % len(markers)],
+                markersize=4,
+                linewidth=1.4,
+                color=colors[i % len(colors)],
+                label=method,
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(shots, [str(k) for k in shots])
+        ax.xaxis.set_minor_formatter(_null_formatter())
+        title = (
+            f"Average over {len({d for r in rows for d in r.datasets})} datasets"
+            if dataset == AVERAGE
+            else dataset
+        )
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("shots per class")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in list(axes.flat)[len(datasets) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        [_wrap(label, 28) for label in labels],
+        loc="lower center",
+        ncol=min(4, len(labels)),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.0),
+    )
+    fig.tight_layout()
     out = _save(fig, path)
     plt.close(fig)
     return out

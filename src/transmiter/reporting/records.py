@@ -3,14 +3,17 @@ models, metrics, wall times and costs. Records are the only input of reports.
 
 Schema (version 1):
     {"schema": 1, "run_id", "created", "task_name", "study", "tags",
-     "method", "row", "protocol", "setting", "dataset", "seed", "shots",
+     "method", "row", "protocol", "setting", "dataset", "source_dataset", "target", "seed", "shots",
      "metrics": {"base", "novel", "hm"} | {"base"},
      "models": {role: identity}, "splits": {group: hash}, "timings": {name: seconds},
      "costs": {...}, "artifacts": {...}, "skipped_images": {path: reason},
      "code": {"version", "git_commit", "git_dirty"},
      "config": <fully resolved config>}
 
-`timings` are this run's own wall times (a stage reused from the store costs ~0 there); a transfer
+`dataset` is the dataset scored, `source_dataset` the one the job trained on (the same unless the setting
+has targets: cross-dataset, domain generalisation); `target` describes how a setting target was scored
+({"name", "label_space", "templates", "mapped_classes"}; null on the job's own dataset); `config` is the
+job's config (its `dataset` the source). `timings` are this run's own wall times (a stage reused from the store costs ~0 there); a transfer
 row's `costs.*_time_s` (fit, transfer, refine, feature_pass, train) are each stage's seconds as first
 measured, so rows that reuse a stage still report its real cost.
 """
@@ -77,7 +80,8 @@ def resolved_config(cfg) -> dict[str, Any]:
 
 
 def build_record(ctx, result) -> dict[str, Any]:
-    cfg = ctx.cfg
+    cfg = getattr(ctx, "training", ctx).cfg  # the job's config (a scored target's differs in `dataset`)
+    target = getattr(ctx, "target", None)
     return {
         "schema": SCHEMA_VERSION,
         "run_id": uuid.uuid4().hex[:12],
@@ -90,7 +94,16 @@ def build_record(ctx, result) -> dict[str, Any]:
         "eval_split": ctx.eval_split,
         "protocol": result.protocol,
         "setting": cfg.setting.name,
-        "dataset": cfg.dataset.name,
+        "dataset": ctx.cfg.dataset.name,
+        "source_dataset": cfg.dataset.name,
+        "target": None
+        if target is None
+        else {
+            "name": target.name,
+            "label_space": target.label_space,
+            "templates": target.templates,
+            "mapped_classes": None if target.class_map is None else len(target.class_map),
+        },
         "seed": int(cfg.seed),
         "shots": int(cfg.setting.shots),
         "metrics": {k: round(float(v), 4) for k, v in result.metrics.items()},

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from transmiter.reporting.ordering import dataset_sort_key, method_family, setting_sort_key
-from transmiter.reporting.tables import AVERAGE, MISSING, diagnostic_of, latest_records
+from transmiter.reporting.tables import AVERAGE, MISSING, diagnostic_of, latest_records, source_of
 
 GROUPS = ("base", "novel")
 FIGURES = (
@@ -47,6 +47,8 @@ class RegimeLine:
     values: dict[str, list[float]] = field(default_factory=dict)  # figure -> one value per seed (or dataset)
     seeds: list[int] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)  # Average lines: the datasets averaged
+    shots: int | None = None
+    source: str | None = None  # the dataset the models trained on (a setting with targets scores others)
 
     def mean(self, figure: str) -> float | None:
         values = self.values.get(figure)
@@ -107,9 +109,10 @@ def regime_lines(records: list[dict[str, Any]]) -> list[RegimeLine]:
             continue
         if (rec.get("metrics") or {}).get("base") is None:
             continue
-        jobs[(str(rec.get("setting")), str(rec.get("dataset")), pair, rec.get("seed"))].append(rec)
+        key = (str(rec.get("setting")), str(rec.get("dataset")), pair, rec.get("shots"), source_of(rec))
+        jobs[(*key, rec.get("seed"))].append(rec)
     lines: dict[tuple, RegimeLine] = {}
-    for (setting, dataset, pair, seed), recs in jobs.items():
+    for (setting, dataset, pair, shots, source, seed), recs in jobs.items():
         finetuner, cka = _transfer_info([r for r in recs if r["extra"]["role"] == "pair"])
         if finetuner is None:  # no transfer row in this job: no transfer regime to describe
             continue
@@ -136,12 +139,16 @@ def regime_lines(records: list[dict[str, Any]]) -> list[RegimeLine]:
         if cka is not None:
             values["cka"] = cka
         label = _finetuner_label(finetuner, tuned.get("source"), "source")
-        line = lines.setdefault((setting, pair, dataset, label), RegimeLine(setting, pair, dataset, label))
+        line = lines.setdefault(
+            (setting, pair, dataset, label, shots, source),
+            RegimeLine(setting, pair, dataset, label, shots=shots, source=source),
+        )
         line.seeds.append(seed)
         for name, value in values.items():
             line.values.setdefault(name, []).append(value)
     ordered = sorted(
-        lines.values(), key=lambda x: (setting_sort_key(x.setting), x.pair, dataset_sort_key(x.dataset))
+        lines.values(),
+        key=lambda x: (setting_sort_key(x.setting), x.pair, x.shots or 0, dataset_sort_key(x.dataset)),
     )
     return ordered + _averages(ordered)
 
@@ -154,16 +161,22 @@ def _difference(a: dict[str, Any] | None, b: dict[str, Any] | None, group: str) 
 
 
 def _averages(lines: list[RegimeLine]) -> list[RegimeLine]:
-    datasets_of: dict[str, set[str]] = defaultdict(set)
+    datasets_of: dict[tuple, set[str]] = defaultdict(set)
     groups: dict[tuple, list[RegimeLine]] = defaultdict(list)
+    with_targets = {x.setting for x in lines if x.source not in (None, x.dataset)}
     for line in lines:
-        datasets_of[line.setting].add(line.dataset)
-        groups[(line.setting, line.pair, line.finetuner)].append(line)
+        if line.setting in with_targets and line.dataset == line.source:
+            continue  # a setting with targets averages its targets, as its table does
+        datasets_of[(line.setting, line.shots)].add(line.dataset)
+        source = line.source if line.setting in with_targets else None  # elsewhere each dataset is its own
+        groups[(line.setting, line.pair, line.finetuner, line.shots, source)].append(line)
     out = []
-    for (setting, pair, finetuner), group in groups.items():
-        if len(datasets_of[setting]) < 2:
+    for (setting, pair, finetuner, shots, source), group in groups.items():
+        if len(datasets_of[(setting, shots)]) < 2:
             continue
-        avg = RegimeLine(setting, pair, AVERAGE, finetuner, datasets=[x.dataset for x in group])
+        avg = RegimeLine(
+            setting, pair, AVERAGE, finetuner, datasets=[x.dataset for x in group], shots=shots, source=source
+        )
         for name in FIGURES:
             means = [m for m in (x.mean(name) for x in group) if m is not None]
             if means:
@@ -195,8 +208,11 @@ def regime_markdown(lines: list[RegimeLine], setting: str) -> str:
         "fine-tuner); zero-shot gap = target minus source; CKA = linear CKA of the two models' standardised "
         "logits on the fitting set; means over seeds.\n"
     ]
+    several_shots = len({x.shots for x in sub}) > 1
     for x in sub:
         where = f"**{AVERAGE}** of {len(x.datasets)} datasets" if x.dataset == AVERAGE else x.dataset
+        if several_shots:
+            where += f", {x.shots} shot{'s' if x.shots != 1 else ''}"
         seeds = ",".join(str(s) for s in sorted(s for s in x.seeds if s is not None)) or MISSING
         cka = x.mean("cka")
         out.append(
@@ -208,7 +224,17 @@ def regime_markdown(lines: list[RegimeLine], setting: str) -> str:
     return "\n".join(out) + "\n"
 
 
-REGIME_CSV_COLUMNS = ["setting", "pair", "dataset", "finetuner", *FIGURES, "seeds", "n_datasets"]
+REGIME_CSV_COLUMNS = [
+    "setting",
+    "pair",
+    "dataset",
+    "finetuner",
+    *FIGURES,
+    "seeds",
+    "n_datasets",
+    "shots",
+    "source_dataset",
+]
 
 
 def write_regime_csv(lines: list[RegimeLine], path: str | Path) -> Path:
@@ -226,6 +252,8 @@ def write_regime_csv(lines: list[RegimeLine], path: str | Path) -> Path:
                     *("" if x.mean(name) is None else round(x.mean(name), 4) for name in FIGURES),  # type: ignore[arg-type]
                     " ".join(str(s) for s in sorted(s for s in x.seeds if s is not None)),
                     len(x.datasets) if x.dataset == AVERAGE else "",
+                    "" if x.shots is None else x.shots,
+                    x.source or "",
                 ]
             )
     return path

@@ -6,10 +6,18 @@ datasets: an Average row whose HM is the HM of the averaged Base and Novel, with
 per-dataset HMs beside it, labelled. A re-run of the same (setting, dataset, row, seed) replaces the
 older record (newest `created` wins; ties: the later one in the list).
 
-Rows are ordered by setting (base2novel, base2base, fewshot), dataset (CoOp paper order, then
-alphabetical, Average last) and method (canonical order, see `ordering`; `order="alphabetical"`
-sorts by label). Diagnostic rows (records with `extra.diagnostic`, e.g. "TransMiter (no rotation)")
-are not methods: each setting shows them in a Diagnostics table of their own under its main table.
+Rows are ordered by setting (base2novel, base2base, fewshot, cross_dataset, domain_generalization),
+shots, dataset (CoOp paper order, then alphabetical, Average last) and method (canonical order, see
+`ordering`; `order="alphabetical"` sorts by label). Diagnostic rows (records with `extra.diagnostic`, e.g.
+"TransMiter (no rotation)") are not methods: each setting shows them in a Diagnostics table of their own
+under its main table.
+
+Each setting gets the layout of its papers' tables:
+* several shots (the few-shot study): one column per shots value, a row per (dataset, method), Average rows
+  per shots value; `plots.plot_shot_curves` draws the same numbers as accuracy-versus-shots curves;
+* targets (cross-dataset, domain generalisation: records whose `dataset` is not their `source_dataset`):
+  one row per method, the source column, one column per target and the Average over the targets only;
+* otherwise Dataset | Method | Base | Novel | HM (base-to-novel) or Accuracy.
 
     table = results_table(records)
     print(to_markdown(table)); write_csv(table, "results.csv")
@@ -51,6 +59,8 @@ class Row:
     method_name: str | None = None  # the method's config name (record "method"), for ordering
     datasets: list[str] = field(default_factory=list)  # Average rows: the datasets averaged
     diagnostic: str | None = None  # the record's `extra.diagnostic` (a diagnostic row, not a method)
+    shots: int | None = None  # the record's shots
+    source: str | None = None  # the dataset the models trained on (`source_dataset`; = dataset if absent)
 
     @property
     def base_mean(self) -> float | None:
@@ -85,7 +95,19 @@ class Row:
 
 def record_key(rec: dict[str, Any]) -> tuple:
     """What identifies one job: a re-run with the same key replaces the older record."""
-    return (rec.get("setting"), rec.get("dataset"), row_label(rec), rec.get("seed"))
+    return (
+        rec.get("setting"),
+        source_of(rec),
+        rec.get("dataset"),
+        row_label(rec),
+        rec.get("shots"),
+        rec.get("seed"),
+    )
+
+
+def source_of(rec: dict[str, Any]) -> str:
+    """The dataset a record's models trained on (records before settings had targets: its dataset)."""
+    return str(rec.get("source_dataset") or rec.get("dataset") or "unknown")
 
 
 def row_label(rec: dict[str, Any]) -> str:
@@ -132,13 +154,17 @@ def results_table(records: list[dict[str, Any]], order: str = "canonical") -> li
         if metrics.get("base") is None:  # a failed or partial run: nothing to tabulate
             continue
         key = (str(rec.get("setting") or "unknown"), str(rec.get("dataset") or "unknown"), row_label(rec))
-        row = rows.get(key)
+        shots = rec.get("shots")
+        full_key = (*key, shots, source_of(rec))
+        row = rows.get(full_key)
         if row is None:
-            row = rows[key] = Row(
+            row = rows[full_key] = Row(
                 *key,
                 protocol=rec.get("protocol") or "",
                 method_name=rec.get("method"),
                 diagnostic=diagnostic_of(rec),
+                shots=shots,
+                source=source_of(rec),
             )
         row.seeds.append(rec.get("seed"))  # type: ignore[arg-type]
         row.base.append(float(metrics["base"]))
@@ -147,21 +173,31 @@ def results_table(records: list[dict[str, Any]], order: str = "canonical") -> li
     by_setting_key = row_sort_key(order)
     ordered = sorted(
         rows.values(),
-        key=lambda r: (setting_sort_key(r.setting), dataset_sort_key(r.dataset), by_setting_key(r)),
+        key=lambda r: (
+            setting_sort_key(r.setting),
+            r.shots or 0,
+            dataset_sort_key(r.dataset),
+            by_setting_key(r),
+        ),
     )
-    datasets_of: dict[str, set[str]] = defaultdict(set)
+    with_targets = {r.setting for r in ordered if r.dataset != r.source}
+    datasets_of: dict[tuple, set[str]] = defaultdict(set)
     by_method: dict[tuple, list[Row]] = defaultdict(list)
     for r in ordered:
-        datasets_of[r.setting].add(r.dataset)
-        by_method[(r.setting, r.method)].append(r)
+        if r.setting in with_targets and r.dataset == r.source:
+            continue  # a setting with targets averages its targets; the source has its own column
+        source = r.source if r.setting in with_targets else None  # elsewhere each dataset is its own
+        datasets_of[(r.setting, source, r.shots)].add(r.dataset)
+        by_method[(r.setting, source, r.shots, r.method)].append(r)
     averages = []
-    for (setting, method), group in by_method.items():
-        if len(datasets_of[setting]) < 2:
+    for (setting, source, shots, method), group in by_method.items():
+        if len(datasets_of[(setting, source, shots)]) < 2:
             continue
         protocols = {r.protocol for r in group}
         avg = Row(setting, AVERAGE, method, protocols.pop() if len(protocols) == 1 else "mixed")
         avg.method_name = group[0].method_name
         avg.diagnostic = group[0].diagnostic
+        avg.shots, avg.source = shots, source
         avg.datasets = [r.dataset for r in group]
         avg.base = [r.base_mean for r in group if r.base_mean is not None]  # type: ignore[misc]
         avg.novel = [r.novel_mean for r in group if r.novel_mean is not None]  # type: ignore[misc]
@@ -169,8 +205,24 @@ def results_table(records: list[dict[str, Any]], order: str = "canonical") -> li
         avg.mean_of_hms = statistics.fmean(hms) if hms else None
         avg.seeds = sorted({s for r in group for s in r.seeds if s is not None})
         averages.append(avg)
-    averages.sort(key=by_setting_key)
+    averages.sort(key=lambda r: (r.shots or 0, by_setting_key(r)))
     return sorted(ordered + averages, key=lambda r: (setting_sort_key(r.setting), r.dataset == AVERAGE))
+
+
+def has_targets(rows: list[Row]) -> bool:
+    """Whether these rows (of one setting) score datasets other than the one their models trained on."""
+    return any(r.dataset not in (AVERAGE, r.source) for r in rows)
+
+
+def shot_values(rows: list[Row]) -> list[int]:
+    return sorted({r.shots for r in rows if r.shots is not None})
+
+
+def layout_of(rows: list[Row]) -> str:
+    """'targets' (source + target columns), 'shots' (one column per shots value) or 'groups'."""
+    if has_targets(rows):
+        return "targets"
+    return "shots" if len(shot_values(rows)) > 1 else "groups"
 
 
 def _fmt(mean: float | None, std: float | None = None, digits: int = DIGITS) -> str:
@@ -205,28 +257,45 @@ def to_markdown(
     e.g. the regime lines) follows them."""
     out = []
     hashes = "#" * level
+    layouts_of: dict[str, str] = {}
     for setting in settings_of(rows):
         sub = [r for r in rows if r.setting == setting]
+        layout = layouts_of[setting] = layout_of(sub)
         has_novel = any(r.novel for r in sub)
         n_datasets = len({r.dataset for r in sub if r.dataset != AVERAGE})
         out.append(f"{hashes} {setting}\n")
         main = [r for r in sub if not r.diagnostic]
         diagnostics = [r for r in sub if r.diagnostic]
+
         if main:
-            out += _table_lines(main, has_novel, n_datasets, digits)
+            out += _setting_lines(main, layout, sub, has_novel, n_datasets, digits)
             out.append("")
         if diagnostics:
             out.append(
                 "Diagnostics (not methods): the fitted adapter on the source itself, the source adapter on "
                 "the target without rotation (Q = I), and an adapter fitted on the target's own fine-tuning.\n"
             )
-            out += _table_lines(diagnostics, has_novel, n_datasets, digits)
+            out += _setting_lines(diagnostics, layout, sub, has_novel, n_datasets, digits)
             out.append("")
         if after_setting and after_setting.get(setting):
             out.append(after_setting[setting].rstrip("\n") + "\n")
     if notes:
+        layouts = set(layouts_of.values())
         out.append("Top-1 accuracy (%), mean ± std over seeds.")
-        if any(r.dataset == AVERAGE for r in rows):
+        if "targets" in layouts or "shots" in layouts:
+            out.append(
+                "Tables with one column per scored dataset or per shots value show means over seeds; the "
+                "standard deviations are in results.csv."
+            )
+        if "targets" in layouts:
+            out.append(
+                "Source + targets: the models trained on the source dataset (first column) are scored with "
+                "no further training on each target; Average is the mean over the targets, the source "
+                "excluded. (k/n): the method has results on k of the n targets."
+            )
+        if "shots" in layouts:
+            out.append("Shots: K labelled images per class for training; Average rows: mean over datasets.")
+        if any(r.dataset == AVERAGE for r in rows if layouts_of[r.setting] == "groups"):
             out.append(
                 "Average rows: Base and Novel averaged over datasets; HM is the harmonic mean of those "
                 "averages (the protocol's HM); the mean of the per-dataset HMs is shown beside it. "
@@ -238,6 +307,75 @@ def to_markdown(
                 "`masked-joint`: one head over all classes, the other group masked (TransMiter's reference)."
             )
     return "\n".join(out) + "\n"
+
+
+def _setting_lines(
+    part: list[Row], layout: str, setting_rows: list[Row], has_novel: bool, n_datasets: int, digits: int
+) -> list[str]:
+    """The table of `part` (a setting's method or diagnostic rows) in the setting's layout."""
+    if layout == "targets":
+        return _target_lines(part, digits)
+    if layout == "shots":
+        return _shot_lines(part, shot_values(setting_rows), digits)
+    return _table_lines(part, has_novel, n_datasets, digits)
+
+
+def _target_lines(rows: list[Row], digits: int) -> list[str]:
+    """Source + targets + Average, one row per method (and per source when there are several)."""
+    sources = sorted({r.source for r in rows if r.source}, key=dataset_sort_key)
+    targets = sorted({r.dataset for r in rows if r.dataset not in (AVERAGE, r.source)}, key=dataset_sort_key)
+    several = len(sources) > 1
+    out = [
+        "| Method | "
+        + ("Source | " if several else "")
+        + " | ".join(
+            [f"{md_cell(sources[0])} (source)" if not several else "Source accuracy"]
+            + [md_cell(t) for t in targets]
+            + [f"**{AVERAGE}**"]
+        )
+        + " | Seeds |",
+        "|---|" + ("---|" if several else "") + "---:|" * (len(targets) + 2) + "---|",
+    ]
+    for source in sources:
+        cells: dict[str, dict[str, Row]] = defaultdict(dict)
+        for r in rows:
+            if r.source == source:
+                cells[r.method][r.dataset] = r
+        for method, by_dataset in cells.items():
+            avg = by_dataset.get(AVERAGE)
+            average = _fmt(avg.base_mean if avg else None, digits=digits)
+            if avg and len(avg.datasets) < len(targets):
+                average += f" ({len(avg.datasets)}/{len(targets)})"
+            values = [by_dataset.get(source)] + [by_dataset.get(t) for t in targets]
+            seeds = sorted({s for r in by_dataset.values() for s in r.seeds if s is not None})
+            out.append(
+                f"| {md_cell(method)} | "
+                + (f"{md_cell(source)} | " if several else "")
+                + " | ".join(_fmt(r.base_mean if r else None, digits=digits) for r in values)
+                + f" | {average} | {_seeds(seeds)} |"
+            )
+    return out
+
+
+def _shot_lines(rows: list[Row], shots: list[int], digits: int) -> list[str]:
+    """One column per shots value; a row per (dataset, method), the Average rows last."""
+    out = [
+        "| Dataset | Method | " + " | ".join(f"{k} shot{'s' if k > 1 else ''}" for k in shots) + " | Seeds |",
+        "|---|---|" + "---:|" * len(shots) + "---|",
+    ]
+    cells: dict[tuple, dict[int | None, Row]] = defaultdict(dict)
+    for r in rows:  # already ordered: datasets (Average last), then methods
+        cells[(r.dataset, r.method)][r.shots] = r
+    for (dataset, method), by_shots in cells.items():
+        name = f"**{AVERAGE}**" if dataset == AVERAGE else md_cell(dataset)
+        seeds = sorted({s for r in by_shots.values() for s in r.seeds if s is not None})
+        values = [by_shots.get(k) for k in shots]
+        out.append(
+            f"| {name} | {md_cell(method)} | "
+            + " | ".join(_fmt(r.base_mean if r else None, digits=digits) for r in values)
+            + f" | {_seeds(seeds)} |"
+        )
+    return out
 
 
 def _table_lines(rows: list[Row], has_novel: bool, n_datasets: int, digits: int) -> list[str]:
@@ -285,6 +423,8 @@ CSV_COLUMNS = [
     "method_name",
     "n_datasets",
     "diagnostic",
+    "shots",
+    "source_dataset",
 ]
 
 
@@ -308,6 +448,8 @@ def write_csv(rows: list[Row], path: str | Path) -> Path:
                     r.method_name or "",
                     len(r.datasets) if r.dataset == AVERAGE else "",
                     r.diagnostic or "",
+                    "" if r.shots is None else r.shots,
+                    r.source or "",
                 ]
             )
     return path
