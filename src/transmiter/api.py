@@ -142,10 +142,9 @@ def _labels(labels: Any, rows: int) -> Tensor:
 # ------------------------------------------------------------------------------------------------
 def _trainer(device: torch.device, epochs: int, progress: bool):
     import lightning as L
-    from lightning.pytorch.callbacks import RichProgressBar
 
-    from transmiter.callbacks import NonFiniteLossGuard
-    from transmiter.trainers import quiet_lightning_banners
+    from transmiter.callbacks import NonFiniteLossGuard, progress_bar
+    from transmiter.console import quiet_lightning_banners
 
     quiet_lightning_banners()
     accelerator = {"cuda": "gpu", "mps": "mps"}.get(device.type, "cpu")
@@ -156,7 +155,7 @@ def _trainer(device: torch.device, epochs: int, progress: bool):
         precision="32-true",
         deterministic=device.type == "cpu",
         logger=False,
-        callbacks=[NonFiniteLossGuard(), *([RichProgressBar(leave=False)] if progress else [])],
+        callbacks=[NonFiniteLossGuard(), *([progress_bar()] if progress else [])],
         enable_checkpointing=False,
         enable_progress_bar=progress,
         enable_model_summary=False,

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import sys
+import time
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from torch.utils.data import DataLoader
 
 
@@ -72,6 +75,81 @@ class ShutdownSpawnedProcessGroup(L.Callback):
         if spawned and dist.is_available() and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# progress
+# ---------------------------------------------------------------------------------------------------------
+
+
+def progress_bar(leave: bool = False, every_s: float = 30.0, stream: Any = None) -> ProgressBar:
+    """A live rich bar on a terminal; elsewhere (a log file, a SLURM job, CI) plain lines every `every_s`
+    seconds, since a redrawn bar only leaves its last frame in a file."""
+    stream = stream if stream is not None else sys.stderr
+    if stream.isatty():
+        return RichProgressBar(leave=leave)
+    return PlainProgress(every_s=every_s, stream=stream)
+
+
+class PlainProgress(ProgressBar):
+    """Progress as lines (`train epoch 2/10, batch 40/125, loss 0.53, 61 s`) at most every `every_s` seconds
+    of a loop; loops shorter than that print nothing. Lightning's own metrics appear as they are logged."""
+
+    def __init__(self, every_s: float = 30.0, stream: Any = None) -> None:
+        super().__init__()
+        self.every_s = float(every_s)
+        self.stream = stream if stream is not None else sys.stderr
+        self._enabled = True
+        self._loop_start = 0.0
+        self._last = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _start(self) -> None:
+        self._loop_start = self._last = time.monotonic()
+
+    def _maybe_print(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, what: str, done: int, total
+    ) -> None:
+        now = time.monotonic()
+        if not self._enabled or not trainer.is_global_zero or now - self._last < self.every_s:
+            return
+        self._last = now
+        total_text = "?" if total in (None, float("inf")) else str(int(total))
+        parts = [f"{type(pl_module).__name__}: {what} batch {done}/{total_text}"]
+        if what == "train":
+            parts[0] = (
+                f"{type(pl_module).__name__}: train epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, "
+                f"batch {done}/{total_text}"
+            )
+            for name, value in self.get_metrics(trainer, pl_module).items():
+                if name != "v_num" and isinstance(value, int | float):
+                    parts.append(f"{name} {value:.4g}")
+        parts.append(f"{now - self._loop_start:.0f} s")
+        print(", ".join(parts), file=self.stream, flush=True)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._maybe_print(trainer, pl_module, "train", batch_idx + 1, trainer.num_training_batches)
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self._start()
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        total = trainer.num_predict_batches[dataloader_idx]
+        self._maybe_print(trainer, pl_module, "predict", batch_idx + 1, total)
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._start()
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._maybe_print(trainer, pl_module, "test", batch_idx + 1, trainer.num_test_batches[dataloader_idx])
 
 
 # ---------------------------------------------------------------------------------------------------------

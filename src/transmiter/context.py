@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ class RunContext:
     # scoring a setting target: which one, and the job's config as it trains (dataset = the source)
     target: TargetEvaluation | None = None
     _training_cfg: DictConfig | None = None
+    _stages_reported: set[str] = field(default_factory=set)  # one console line per stage and job
 
     @classmethod
     def from_config(cls, cfg: DictConfig, output_dir: str | Path | None = None) -> RunContext:
@@ -127,6 +129,12 @@ class RunContext:
 
         result = StageStore(self.cache_dir / "stages").run(name, identity, fn)
         self._note_stage(name, result)
+        if is_global_zero() and f"{name}/{result.key}" not in self._stages_reported:
+            self._stages_reported.add(f"{name}/{result.key}")
+            done = (
+                f"reused (ran {result.seconds:.1f} s)" if result.reused else f"done in {result.seconds:.1f} s"
+            )
+            logging.getLogger("transmiter").info("stage %s%s: %s", name, stage_label(identity), done)
         return result
 
     def _note_stage(self, name: str, result) -> None:
@@ -297,3 +305,26 @@ def config_with_model(cfg: DictConfig, model_node) -> DictConfig:
     with open_dict(new):
         new.model = copy.deepcopy(model_node)
     return new
+
+
+def stage_label(identity: dict) -> str:
+    """` <model> <dataset> seed <n>` from a stage identity: which of a study's many stages a line is about
+    (models as `arch@weights-hash`, shortened)."""
+
+    def short(model: Any) -> str:
+        arch, _, digest = str(model).partition("@")
+        return f"{arch}@{digest[:8]}" if digest else arch
+
+    parts = []
+    if "model" in identity:
+        parts.append(short(identity["model"]))
+    elif "source" in identity:
+        parts.append(short(identity["source"]))
+    if "target" in identity:
+        parts.append("-> " + short(identity["target"]))
+    for key in ("dataset",):
+        if key in identity:
+            parts.append(str(identity[key]))
+    if "seed" in identity:
+        parts.append(f"seed {identity['seed']}")
+    return (" " + " ".join(parts)) if parts else ""

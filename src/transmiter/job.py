@@ -19,8 +19,9 @@ import lightning as L
 from omegaconf import DictConfig
 
 from transmiter.config.instantiate import instantiate, target_dataset_nodes
+from transmiter.console import quiet_library_notices
 from transmiter.context import RunContext
-from transmiter.distributed import begin_job
+from transmiter.distributed import begin_job, is_global_zero
 from transmiter.planning import mark_done
 from transmiter.reporting.records import resolved_config, write_record
 
@@ -30,6 +31,7 @@ log = logging.getLogger("transmiter")
 def run_job(cfg: DictConfig) -> dict[str, float]:
     # Name the job for its DDP ranks: they share stage decisions through it (transmiter.stages)
     begin_job()
+    quiet_library_notices()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     ctx = RunContext.from_config(cfg)
     method = instantiate(cfg.method)
@@ -71,18 +73,13 @@ def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
         if len(contexts) > 1:
             subdir = f"{dataset}/{result.slug}"
         path = write_record(scored_ctx, result, subdir=subdir)
-        metrics = {k: round(v, 2) for k, v in result.metrics.items()}
-        log.info(
-            "%s | %s | %s | seed %s: %s  (record: %s)",
-            result.row,
-            dataset,
-            cfg.setting.name,
-            cfg.seed,
-            metrics,
-            path,
-        )
-        print(f"{result.row} | {dataset} | {cfg.setting.name} | seed {cfg.seed}: {metrics}")
+        log.debug("%s: record %s", result.row, path)
         paths.append(str(path))
+    if is_global_zero():  # one table per scored dataset, the last thing a job prints
+        for scored_ctx in contexts:
+            rows = [r for c, r in scored if c is scored_ctx]
+            name = scored_ctx.cfg.dataset.name
+            log.info("%s | %s | seed %s\n%s", name, cfg.setting.name, cfg.seed, results_table(rows))
     log_results(ctx, scored)
     mark_done(ctx.output_dir, paths, {_scored_label(c, r, len(contexts)): r.metrics for c, r in scored})
     return scored[-1][1].metrics
@@ -148,3 +145,19 @@ def finish_tracking(ctx, failed: bool) -> None:
         return
     if wandb.run is not None:
         wandb.run.finish(exit_code=1 if failed else 0)
+
+
+def results_table(results) -> str:
+    """The job's rows as an aligned text table (metrics in %, two decimals), the last thing a job prints."""
+    columns: list[str] = []
+    for r in results:
+        columns += [k for k in r.metrics if k not in columns]
+    width = max(len("row"), *(len(r.row) for r in results))
+    lines = ["  " + "row".ljust(width) + "".join(f"{c:>9}" for c in columns)]
+    for r in results:
+        cells = "".join(
+            f"{r.metrics[c]:>9.2f}" if isinstance(r.metrics.get(c), int | float) else f"{'':>9}"
+            for c in columns
+        )
+        lines.append("  " + r.row.ljust(width) + cells)
+    return "\n".join(lines)

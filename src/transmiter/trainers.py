@@ -16,18 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transmiter.config.compose import CONFIG_DIR
 from transmiter.config.instantiate import instantiate
-
-
-def quiet_lightning_banners() -> None:
-    """Lightning prints device banners and tips on every Trainer; a run builds several. Keep warnings."""
-    import logging
-
-    for name in (
-        "lightning.pytorch.utilities.rank_zero",
-        "lightning.fabric.utilities.rank_zero",
-        "lightning.pytorch.accelerators.cuda",
-    ):
-        logging.getLogger(name).setLevel(logging.WARNING)
+from transmiter.console import quiet_library_notices
 
 
 def progress_enabled() -> bool:
@@ -73,7 +62,7 @@ def build_trainer(
     """A Trainer from `conf/trainer/*`: the `train` callbacks of `conf/callbacks` (training stages, which
     checkpoint into `checkpoint_dir`), then `callbacks`, then the `every` ones. Non-training purposes
     ("eval", "features") get no logger and no checkpointing."""
-    quiet_lightning_banners()
+    quiet_library_notices()
     cfg = OmegaConf.to_container(trainer_cfg, resolve=True)
     assert isinstance(cfg, dict)
     cfg.update(overrides)

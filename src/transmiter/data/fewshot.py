@@ -130,7 +130,7 @@ def sample_few_shot(
     shortfalls = _shortfalls(splits, shots, val_shots, sample_val)
     if strict:
         _check_enough_images(splits, shots, shortfalls)
-    elif shortfalls:
+    elif shortfalls and _first_report((splits.name, shots, _summarise(shortfalls))):
         log.warning(
             "%s: shots=%d but %s. All their images are kept (the protocol's rule); use fewer shots (setting.shots) "
             "for exactly K per class, or strict=True to make this an error",
@@ -290,3 +290,15 @@ def _match_split(
             )
         data.append(datum)
     return data
+
+
+_REPORTED: set[tuple] = set()
+
+
+def _first_report(key: tuple) -> bool:
+    """True the first time a process meets `key`: a study draws the same split once per row, and one warning
+    about it is enough."""
+    if key in _REPORTED:
+        return False
+    _REPORTED.add(key)
+    return True

@@ -13,6 +13,7 @@ so a fine-tuned checkpoint never reuses the zero-shot model's features.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import os
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from transmiter.console import expected_random_init, quiet_library_notices
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz")
 
@@ -196,6 +199,7 @@ def load_clip(
     from transmiter.data.transforms import build_transforms
 
     spec.validate()
+    quiet_library_notices()
     kwargs: dict[str, Any] = dict(spec.extra)
     pretrained = None if spec.pretrained in (None, "", "none", "None") else str(spec.pretrained)
     quick_gelu = resolve_quick_gelu(spec)
@@ -208,9 +212,10 @@ def load_clip(
             devices=[]
         ):  # a deterministic random init that leaves the caller's RNG alone
             torch.manual_seed(spec.init_seed)
-            model = open_clip.create_model(
-                spec.arch, pretrained=pretrained, precision=spec.precision, device=device, **kwargs
-            )
+            with expected_random_init() if pretrained is None else contextlib.nullcontext():
+                model = open_clip.create_model(
+                    spec.arch, pretrained=pretrained, precision=spec.precision, device=device, **kwargs
+                )
     except RuntimeError as err:
         raise ModelError(
             f"could not load model.arch={spec.arch!r} with model.pretrained={spec.pretrained!r}: {err}. "

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}")
         return 2
-    print(paths["markdown"].read_text())
     written = ", ".join(str(p) for p in paths.values())
-    print(f"wrote {written} from {len(records)} records")
+    print(f"wrote {written} from {len(records)} records\n")
+    print(paths["markdown"].read_text())  # the result is the last thing a report (and `make demo`) prints
     return 0

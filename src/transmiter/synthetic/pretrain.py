@@ -396,14 +396,14 @@ def pretrain(
     On a GPU the precision is bf16-mixed, fp32 on CPU.
     """
     global TRAINING_RUNS
-    from lightning.pytorch.callbacks import RichProgressBar
+    from transmiter.callbacks import progress_bar
 
     TRAINING_RUNS += 1
     module = SyntheticClipPretrainer(cfg)
     use_gpu = uses_gpu(accelerator)
     timer = _StepTimer(cfg.steps)
     extra = list(callbacks or [])
-    callbacks = [timer, *extra, RichProgressBar(leave=True)] if progress else [timer, *extra]
+    callbacks = [timer, *extra, progress_bar(leave=True)] if progress else [timer, *extra]
     start, cpu_start = time.perf_counter(), time.process_time()
     threads = threads or training_threads()
     with _torch_threads(threads), _quiet_lightning(), tempfile.TemporaryDirectory() as tmp:
