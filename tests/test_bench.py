@@ -104,7 +104,8 @@ def test_demo_benchmark_runs_a_command_cold_then_warm(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
 def test_gpu_benchmark_says_skipped_without_a_gpu():
     (rec,) = run_suite(["gpu"], BenchOptions())
-    assert rec.status == "skipped" and rec.notes == ["skipped (no GPU)"]
+    assert rec.status == "skipped" and len(rec.notes) == 1
+    assert rec.notes[0].startswith("gpu-check skipped: no CUDA device")
 
 
 def test_selection_and_defaults():
