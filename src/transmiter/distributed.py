@@ -117,3 +117,22 @@ def begin_job() -> None:
     :func:`job_token`). Called once per job, so jobs run one after another in one process differ."""
     if not launched_as_rank():
         os.environ[JOB_ENV] = uuid.uuid4().hex[:16]
+
+
+# torch's DistributedDataParallel skips the parameters and buffers this attribute of the wrapped module names
+# (no constructor argument takes them; DistributedDataParallel._set_params_and_buffers_to_ignore_for_model
+# sets the same attribute). tests/test_distributed.py pins the behaviour against the installed torch.
+_DDP_IGNORE_ATTRIBUTE = "_ddp_params_and_buffers_to_ignore"
+
+
+def exclude_from_ddp_sync(module, names) -> None:
+    """DDP neither broadcasts nor all-reduces these parameters / buffers of `module` (names as in its
+    state_dict, relative to the module DDP wraps: the LightningModule). For tensors every rank builds
+    identically, or keeps per rank on purpose; adding to the names already excluded."""
+    current = list(getattr(module, _DDP_IGNORE_ATTRIBUTE, []))
+    setattr(module, _DDP_IGNORE_ATTRIBUTE, current + [n for n in names if n not in current])
+
+
+def excluded_from_ddp_sync(module) -> list[str]:
+    """The names `exclude_from_ddp_sync` gave `module`."""
+    return list(getattr(module, _DDP_IGNORE_ATTRIBUTE, []))

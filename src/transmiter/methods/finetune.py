@@ -38,6 +38,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from transmiter.distributed import exclude_from_ddp_sync
 from transmiter.methods.schedules import build_epoch_scheduler
 from transmiter.models.towers import encode_text, freeze_for_finetuning, trim_text_tokens
 from transmiter.trainers import attached_trainer
@@ -105,7 +106,7 @@ class ClipTuningModule(L.LightningModule):
         self.register_buffer("train_token_ids", self.tokenize(self.classnames), persistent=False)
         self._heads: dict[str, torch.Tensor] = {}
         # identical on every rank by construction: DDP need not broadcast them before every forward
-        self._ddp_params_and_buffers_to_ignore = ["train_token_ids"]
+        exclude_from_ddp_sync(self, ["train_token_ids"])
 
     # -- prompts and heads -------------------------------------------------------------------------------
     @staticmethod

@@ -60,6 +60,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from transmiter.data.class_batches import ClassBatchSampler
+from transmiter.distributed import exclude_from_ddp_sync
 from transmiter.methods.cskip import ClassSkipper
 from transmiter.methods.finetune import ClipTuningModule
 from transmiter.methods.schedules import build_epoch_scheduler, effective_epochs
@@ -377,7 +378,7 @@ class SkipTuningCLIP(ClipTuningModule):
         self.register_buffer("cskip_prototypes", torch.zeros(len(self.classnames), embed_dim))
         self.register_buffer("cskip_prototypes_ready", torch.zeros((), dtype=torch.bool))
         self.register_buffer("text_cache", None, persistent=False)
-        self._ddp_params_and_buffers_to_ignore += ["cskip_prototypes", "cskip_prototypes_ready", "text_cache"]
+        exclude_from_ddp_sync(self, ["cskip_prototypes", "cskip_prototypes_ready", "text_cache"])
 
     # -- configuration -------------------------------------------------------------------------------------
     def _embed_dim(self) -> int:
