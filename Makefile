@@ -46,17 +46,26 @@ smoke: setup ## Zero-shot base2novel with a random-init tiny ViT on a fake datas
 	$(RUN) transmiter experiment=smoke hydra.run.dir=outputs/smoke/run
 	$(RUN) transmiter report outputs/smoke --out outputs/smoke/report --title "Smoke study"
 
-demo: setup ## The whole study on the synthetic world, no download (cold 10-13 min, warm ~1 min on 2 cores; jobs 2 at a time)
-	$(RUN) transmiter world build
-	$(RUN) transmiter -m experiment=demo
-	$(RUN) transmiter report outputs/demo --out outputs/demo/report --study demo \
-		--title "Demo study: the synthetic world" --readme experiments/demo/README.md
+# The synthetic world of `make demo` (conf/world/: domain_shift or class_knowledge)
+DEFAULT_WORLD := domain_shift
+WORLD ?= $(DEFAULT_WORLD)
+WORLDS := domain_shift class_knowledge
+# each world's generated results block: the default world's in the study README, another's beside it
+study_readme = experiments/$(1)/$(if $(filter $(DEFAULT_WORLD),$(2)),README.md,$(2).md)
 
-reproduce-demo: setup ## The synthetic study at full size: 3 benchmarks x 2 settings x 3 seeds (18 jobs; 11 min on 2 cores after make demo)
-	$(RUN) transmiter world build
-	$(RUN) transmiter -m experiment=demo_full
-	$(RUN) transmiter report outputs/demo_full --out outputs/demo_full/report --study demo_full \
-		--title "The synthetic study at full size" --readme experiments/demo_full/README.md
+demo: setup ## The whole study on a synthetic world, no download (WORLD=domain_shift|class_knowledge; cold 10-13 min, warm ~1 min on 2 cores)
+	$(RUN) transmiter world build world=$(WORLD)
+	$(RUN) transmiter -m experiment=demo world=$(WORLD)
+	$(RUN) transmiter report outputs/demo/$(WORLD) --out outputs/demo/$(WORLD)/report --study demo \
+		--title "Demo study: the $(WORLD) world" --readme $(call study_readme,demo,$(WORLD))
+
+reproduce-demo: $(addprefix reproduce-demo-,$(WORLDS)) ## The synthetic study at full size: both worlds, every benchmark x 2 settings x 3 seeds
+
+reproduce-demo-%: setup
+	$(RUN) transmiter world build world=$*
+	$(RUN) transmiter -m experiment=demo_full world=$*
+	$(RUN) transmiter report outputs/demo_full/$* --out outputs/demo_full/$*/report --study demo_full \
+		--title "The synthetic study at full size: the $* world" --readme $(call study_readme,demo_full,$*)
 
 report: setup ## Tables and plots from every results record under outputs/
 	$(RUN) transmiter report outputs --out outputs/report

@@ -13,7 +13,7 @@ from transmiter.config import CONFIG_DIR, ConfigError, validate_config
 from transmiter.config.instantiate import dataset_spec_from_config, instantiate
 from transmiter.reporting.records import resolved_config
 
-GROUPS = ["model", "dataset", "method", "pair", "setting", "trainer", "logger", "experiment"]
+GROUPS = ["model", "dataset", "method", "pair", "setting", "trainer", "logger", "world", "experiment"]
 
 
 def _choices(group: str) -> list[str]:

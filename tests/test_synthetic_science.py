@@ -1,4 +1,4 @@
-"""Slow "science" checks on the demo-scale synthetic world.
+"""Slow "science" checks on the demo-scale synthetic world `domain_shift`.
 
 Builds the demo world (about 6 minutes of pretraining on 2 idle CPU cores the first time). Set
 ``TRANSMITER_SYNTHETIC_CACHE`` to a folder to reuse pretrained checkpoints across runs.
@@ -27,7 +27,7 @@ def built_world(tmp_path_factory):
 
     cache = Path(os.environ.get("TRANSMITER_SYNTHETIC_CACHE") or tmp_path_factory.mktemp("synthetic_cache"))
     data = tmp_path_factory.mktemp("synthetic_data")
-    world = build_world(cache / "synthetic", data, scale="demo", progress=False)
+    world = build_world(cache / "synthetic", data, world="domain_shift", scale="demo", progress=False)
     publish_world(world, cache, "demo")
     return world, cache, data
 

@@ -1,13 +1,18 @@
-"""`transmiter world build [--scale demo|tiny] [hydra overrides]`: pretrain (or reuse) the synthetic
-world's weak and strong CLIPs and generate (or reuse) its benchmarks, under the configured paths.
+"""`transmiter world build [world=NAME] [--scale demo|tiny] [--force] [hydra overrides]`: get the synthetic
+world's weak and strong CLIPs (cached, shipped with the package, or pretrained here) and generate (or
+reuse) its benchmarks, under the configured paths.
 
-    transmiter world build                          # ~6 CPU-minutes the first time, then seconds
+    transmiter world build                          # the default world (conf/config.yaml)
+    transmiter world build world=class_knowledge    # a world by name (conf/world/)
+    transmiter world build --force                  # pretrain again even when cached or shipped
     transmiter world build --scale tiny paths.data_dir=/tmp/d   # seconds; plumbing tests only
     transmiter world build --side-by-side           # both models at once, sharing the cores (not bit-identical)
+    transmiter world list                           # the worlds, their benchmarks and what is built
 
 The checkpoints are content-addressed by their pretraining config; this command also publishes them
-under stable names, `<cache_dir>/world/<scale>/<arch>.safetensors`, which `conf/model/synth_*.yaml`
-point at, and writes `<cache_dir>/world/<scale>/world.json` describing the world.
+under stable names, `<cache_dir>/world/<world>/<scale>/<arch>.safetensors`, which `conf/model/synth_*.yaml`
+point at, and writes `world.json` there describing the world. `--update-shipped` (with the demo scale)
+copies the world's checkpoints into the package, where later builds find them.
 """
 
 from __future__ import annotations
@@ -32,23 +37,48 @@ def publish(checkpoint: Path, stable: Path) -> Path:
     return stable
 
 
-def build(overrides: list[str], scale: str, side_by_side: bool = False) -> dict:
+def published_folder(cache_dir: Path, world: str, scale: str) -> Path:
+    """Where `transmiter world build` publishes a world's checkpoints (what conf/model/synth_* read)."""
+    return Path(cache_dir) / "world" / world / scale
+
+
+def _paths(overrides: list[str]):
     from transmiter.config import compose_config
     from transmiter.io import absolute
-    from transmiter.synthetic.build import build_world
 
     cfg = compose_config(overrides)
-    cache_dir, data_dir = absolute(cfg.paths.cache_dir), absolute(cfg.paths.data_dir)
+    return cfg, absolute(cfg.paths.cache_dir), absolute(cfg.paths.data_dir)
+
+
+def build(
+    overrides: list[str],
+    scale: str,
+    side_by_side: bool = False,
+    force: bool = False,
+    update_shipped: bool = False,
+) -> dict:
+    from transmiter.synthetic.build import build_world, ship_world
+
+    cfg, cache_dir, data_dir = _paths(overrides)
     world = build_world(
-        cache_dir / "synthetic", data_dir, scale=scale, progress=True, side_by_side=side_by_side
+        cache_dir / "synthetic",
+        data_dir,
+        world=str(cfg.world.name),
+        scale=scale,
+        progress=True,
+        side_by_side=side_by_side,
+        force=force,
     )
-    return publish_world(world, cache_dir, scale)
+    summary = publish_world(world, cache_dir, scale)
+    if update_shipped:
+        summary["shipped"] = str(ship_world(world))
+    return summary
 
 
 def publish_world(world, cache_dir: Path, scale: str) -> dict:
-    """Publish a built world's checkpoints under `<cache_dir>/world/<scale>/` (the names `conf/model/synth_*`
-    point at) and write `world.json` there; returns that summary."""
-    folder = Path(cache_dir) / "world" / scale
+    """Publish a built world's checkpoints under `<cache_dir>/world/<world>/<scale>/` (the names
+    `conf/model/synth_*` point at) and write `world.json` there; returns that summary."""
+    folder = published_folder(cache_dir, world.world, scale)
     summary = world.to_dict()
     for role, arch, ckpt in (
         ("weak", world.weak_model, world.weak_checkpoint),
@@ -59,10 +89,35 @@ def publish_world(world, cache_dir: Path, scale: str) -> dict:
     return summary
 
 
+def list_worlds(overrides: list[str]) -> list[str]:
+    """One line per world: name, summary, benchmarks and whether its checkpoints are published here."""
+    from transmiter.synthetic.build import shipped_manifest
+    from transmiter.synthetic.worlds import WORLDS
+
+    cfg, cache_dir, _ = _paths(overrides)
+    lines = []
+    for name, spec in WORLDS.items():
+        folder = published_folder(cache_dir, name, str(cfg.world_scale))
+        built = all((folder / f"{m}.safetensors").is_file() for m in ("SynthViT-T-8", "SynthViT-S-8"))
+        default = " (default)" if name == cfg.world.name else ""
+        lines.append(
+            f"{name}{default}: {spec.summary}; benchmarks {', '.join(spec.benchmarks)}; "
+            f"weights {'published in ' + str(folder) if built else 'not built'}"
+            f"{'; shipped with the package' if shipped_manifest(name) else ''}"
+        )
+    return lines
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="transmiter world", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["build"])
+    parser.add_argument("command", choices=["build", "list"])
     parser.add_argument("--scale", default="demo", choices=["demo", "tiny"])
+    parser.add_argument("--force", action="store_true", help="pretrain again even when cached or shipped")
+    parser.add_argument(
+        "--update-shipped",
+        action="store_true",
+        help="copy the built demo-scale checkpoints into the package (src/transmiter/synthetic/shipped/)",
+    )
     parser.add_argument(
         "--side-by-side",
         action="store_true",
@@ -70,10 +125,28 @@ def main(argv: list[str]) -> int:
         "to a one-at-a-time build)",
     )
     args, overrides = parser.parse_known_args(argv)
-    summary = build(overrides, args.scale, side_by_side=args.side_by_side)
-    print(f"synthetic world ({args.scale}) ready:")
-    print(f"  weak   {summary['weak_model']:<14} {summary['weak_published']}")
-    print(f"  strong {summary['strong_model']:<14} {summary['strong_published']}")
+    if args.command == "list":
+        print("\n".join(list_worlds(overrides)))
+        return 0
+    if args.update_shipped and args.scale != "demo":
+        parser.error("--update-shipped ships the demo scale only")
+    summary = build(
+        overrides,
+        args.scale,
+        side_by_side=args.side_by_side,
+        force=args.force,
+        update_shipped=args.update_shipped,
+    )
+    sources = summary["sources"]
+    print(f"synthetic world {summary['world']} ({args.scale}) ready:")
+    print(
+        f"  weak   {summary['weak_model']:<14} {summary['weak_published']} ({sources[summary['weak_model']]})"
+    )
+    print(
+        f"  strong {summary['strong_model']:<14} {summary['strong_published']} ({sources[summary['strong_model']]})"
+    )
     for name, d in summary["datasets"].items():
         print(f"  data   {name:<14} {d['root']}")
+    if "shipped" in summary:
+        print(f"  shipped to {summary['shipped']}")
     return 0

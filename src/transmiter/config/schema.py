@@ -446,6 +446,17 @@ class StudyConfig:
     methods: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class WorldConfig:
+    """The synthetic world the synth_* models and datasets come from (conf/world: the name must be one of
+    transmiter.synthetic.worlds.WORLDS, checked by validate_config)."""
+
+    name: str = MISSING
+    # its benchmarks (conf/dataset names), comma-separated so that a study can sweep them
+    datasets: str = MISSING
+    demo_datasets: str = MISSING  # the ones `make demo` runs
+
+
 # ---------------------------------------------------------------------------------------------- the root
 
 
@@ -467,7 +478,8 @@ class TransmiterConfig:
     task_name: str = MISSING  # names the run folder and the results record
     tags: list[str] = field(default_factory=list)  # copied into the results record (and wandb tags)
     study: str | None = None  # records of one study are grouped by it in reports (and the wandb group)
-    world_scale: str = one_of("demo", ("demo", "tiny"))  # which synthetic world the synth_* models come from
+    world: WorldConfig = MISSING  # the synthetic world (conf/world)
+    world_scale: str = one_of("demo", ("demo", "tiny"))  # its size: demo (make demo) or tiny (tests)
     dry_run: bool = False  # print what this job would run and which of its stages are done; run nothing
     skip_done: bool = True  # a job whose folder already holds job.json is skipped
 

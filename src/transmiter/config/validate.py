@@ -34,6 +34,7 @@ def validate_config(cfg: DictConfig, check_data: bool = True) -> None:
     check_values(cfg)
     _validate_logger(cfg.get("logger"))
     _validate_setting(cfg)
+    _validate_world(cfg)
     _validate_methods(cfg)
     if check_data:
         _validate_dataset(cfg)
@@ -62,6 +63,26 @@ def _validate_logger(node: DictConfig | None) -> None:
         f"Lightning's offline flag forces wandb's dry-run mode, so logger.mode={mode} would be ignored; "
         "leave logger.offline unset and choose the mode with WANDB_MODE or logger.mode",
     )
+
+
+def _validate_world(cfg: DictConfig) -> None:
+    """The synthetic world must be known, and a synthetic benchmark must be one of that world's."""
+    world = cfg.get("world")
+    if world is None:
+        return
+    from transmiter.synthetic.worlds import WORLDS, world_of_dataset
+
+    name = world.get("name")
+    _require(
+        name in WORLDS, "world.name", name, f"choose the world with world=<name>, one of: {', '.join(WORLDS)}"
+    )
+    owner = world_of_dataset(str(cfg.dataset.name))
+    if owner is not None and owner != name:
+        raise ConfigError(
+            f"dataset={cfg.dataset.name} is a benchmark of world={owner}, but world={name} is selected (its "
+            f"models never saw that world): add world={owner}, or pick one of world {name}'s benchmarks: "
+            f"{world.get('datasets')}"
+        )
 
 
 def _validate_model(cfg: DictConfig) -> None:
@@ -263,12 +284,21 @@ def uses_pair(cfg: DictConfig) -> bool:
 
 def _validate_dataset(cfg: DictConfig) -> None:
     """The dataset folder and its split definition must exist (a full check: `transmiter data check`)."""
-    _validate_dataset_folder(cfg.dataset, cfg.paths.data_dir, f"dataset={cfg.dataset.name}")
+    scale = str(cfg.get("world_scale", "demo"))
+    _validate_dataset_folder(cfg.dataset, cfg.paths.data_dir, f"dataset={cfg.dataset.name}", scale)
 
 
-def _validate_dataset_folder(node: DictConfig, data_dir, where: str) -> None:
+def _validate_dataset_folder(node: DictConfig, data_dir, where: str, world_scale: str = "demo") -> None:
+    from transmiter.synthetic.worlds import build_command, world_of_dataset
+
     spec = dataset_spec_from_config(node)
     root = Path(str(data_dir)).expanduser().resolve() / spec.folder
+    owner = world_of_dataset(spec.name)
+    if owner is not None and not (root / spec.split_file).is_file():
+        raise ConfigError(
+            f"{where}: the synthetic benchmark is not generated in {root.parent}; run "
+            f"`{build_command(owner, world_scale)}` (make demo does it) with the same paths.data_dir"
+        )
     if not root.is_dir():
         raise ConfigError(
             f"{where}: folder {root} does not exist. Set paths.data_dir (or TRANSMITER_DATA) to "

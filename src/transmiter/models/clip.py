@@ -79,9 +79,15 @@ class ModelSpec:
         if self.pretrained_is_path:
             path = Path(str(self.pretrained)).expanduser()
             if not path.is_file() and "/world/" in str(path):
+                # published as <cache_dir>/world/<world>/<scale>/<arch>.safetensors by `transmiter world build`
+                world, scale = path.parent.parent.name, path.parent.name
+                command = f"transmiter world build world={world}" + (
+                    " --scale tiny" if scale == "tiny" else ""
+                )
                 raise ModelError(
-                    f"model.pretrained={str(path)!r}: the synthetic world's checkpoint is not built yet; run "
-                    "`transmiter world build` (or `make demo`, which does it) with the same paths.cache_dir"
+                    f"model.pretrained={str(path)!r}: the weights of the synthetic world {world!r} ({scale} "
+                    f"scale) are not built yet; run `{command}` (make demo does it for its world) with the "
+                    "same paths.cache_dir"
                 )
             if not path.is_file():
                 raise ModelError(

@@ -9,13 +9,16 @@ Modules:
   strong ``SynthViT-S-8``) registered with ``open_clip.add_model_config``.
 * :mod:`~transmiter.synthetic.pretrain` - contrastive pretraining (LightningModule), cached by config hash.
 * :mod:`~transmiter.synthetic.benchmarks` - downstream datasets in the CoOp layout (``BENCHMARKS``).
-* :mod:`~transmiter.synthetic.build` - :func:`build_world`, everything at once.
+* :mod:`~transmiter.synthetic.kinds` - named kinds and how pretraining captions name them (class_knowledge).
+* :mod:`~transmiter.synthetic.worlds` - the two worlds (``domain_shift``, ``class_knowledge``): benchmarks and
+  pretraining recipe of each.
+* :mod:`~transmiter.synthetic.build` - :func:`build_world`, everything at once (cached, shipped or trained).
 * :mod:`~transmiter.synthetic.probe` - a small zero-shot probe.
 
 Usage::
 
     from transmiter.synthetic import build_world
-    world = build_world("~/.cache/transmiter/synthetic", "data", scale="demo")
+    world = build_world("~/.cache/transmiter/synthetic", "data", world="class_knowledge", scale="demo")
 
 Heavy imports (torch, lightning) happen only when the corresponding names are first used.
 """
@@ -41,6 +44,8 @@ _LAZY = {
     "build_world": "build",
     "WorldArtifacts": "build",
     "zero_shot_accuracy": "probe",
+    "WORLDS": "worlds",
+    "get_world": "worlds",
 }
 
 __all__ = sorted(_LAZY)

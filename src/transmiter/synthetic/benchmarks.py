@@ -108,7 +108,7 @@ class BenchmarkSpec:
         lines = [
             f"# {self.name}: synthetic benchmark, {self.description}.",
             "# Written by `transmiter world build` in the CoOp layout (images/ + split file). Generated from",
-            "# transmiter.synthetic.benchmarks.BENCHMARKS by write_dataset_configs(); do not edit by hand.",
+            "# transmiter.synthetic.benchmarks by write_dataset_configs(); do not edit by hand.",
             "_target_: transmiter.data.spec.DatasetSpec",
             *(f"{k}: {v}" for k, v in self.dataset_config().items()),
             f"num_classes: {self.num_classes}",
@@ -266,6 +266,44 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 }
 
 
+def _kind_benchmark(family: str, name: str, noun: str, seed: int) -> BenchmarkSpec:
+    """The 40 named kinds of one family, drawn as pretraining draws them (no shift): one object of the
+    kind's shape and colour, any size, texture and (seen) background. Base classes (the first 20) and
+    novel ones are whole look-alike pairs, and each half holds every shape and colour of the family."""
+    from transmiter.synthetic.kinds import family_kinds
+    from transmiter.synthetic.world import PRETRAIN_DISTRIBUTION
+
+    kinds = family_kinds(family)  # base pairs first
+    return BenchmarkSpec(
+        name=name,
+        folder=f"synth_{family}",
+        classnames=tuple(k.name for k in kinds),
+        class_attributes=tuple((("colour", k.colour), ("shape", k.shape)) for k in kinds),
+        template="a photo of a {}.",
+        templates=(
+            "a photo of a {}.",
+            "a {}.",
+            "an image of a {}.",
+            "a picture of a {}.",
+            "there is a {}.",
+        ),
+        distribution=PRETRAIN_DISTRIBUTION.replace(counts=(1,), count_weights=None),
+        description=f"40 named kinds of {noun} (shape x colour looks, names learnt in pretraining), no shift",
+        seed=seed,
+    )
+
+
+#: the class_knowledge world's benchmarks: protocol NAME -> spec
+KIND_BENCHMARKS: dict[str, BenchmarkSpec] = {
+    s.name: s
+    for s in (
+        _kind_benchmark("birds", "SynthBirds", "bird", 4004),
+        _kind_benchmark("plants", "SynthPlants", "plant", 5005),
+        _kind_benchmark("minerals", "SynthMinerals", "mineral", 6006),
+    )
+}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # generation
 
@@ -383,12 +421,13 @@ def generate_benchmark(
 
 
 def write_dataset_configs(conf_dir: str | Path) -> list[Path]:
-    """(Re)write ``<conf_dir>/dataset/<folder>.yaml`` for every benchmark; run after changing ``BENCHMARKS``::
+    """(Re)write ``<conf_dir>/dataset/<folder>.yaml`` for every benchmark of both worlds; run after changing
+    ``BENCHMARKS`` or ``KIND_BENCHMARKS``::
 
     python -c "from transmiter.synthetic.benchmarks import write_dataset_configs; write_dataset_configs('conf')"
     """
     written = []
-    for spec in BENCHMARKS.values():
+    for spec in (*BENCHMARKS.values(), *KIND_BENCHMARKS.values()):
         path = Path(conf_dir) / "dataset" / f"{spec.folder}.yaml"
         path.write_text(spec.dataset_yaml())
         written.append(path)

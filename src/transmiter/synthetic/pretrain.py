@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from transmiter.io import atomic_path, atomic_write, file_digest, file_lock
 from transmiter.synthetic.architectures import register_synthetic_models, synthetic_model_config
 from transmiter.synthetic.batches import draw_batch
+from transmiter.synthetic.kinds import KindNaming, caption_with_names
 from transmiter.synthetic.world import (
     PRETRAIN_DISTRIBUTION,
     PRETRAIN_EASY_DISTRIBUTION,
@@ -87,6 +88,8 @@ class PretrainConfig:
     curriculum_fraction: float = 0.6
     min_easy_fraction: float = 0.25
     distribution: SceneDistribution = field(default_factory=lambda: PRETRAIN_DISTRIBUTION)
+    #: how captions name the kinds (the class_knowledge world); None: colours and shapes only
+    naming: KindNaming | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2:
@@ -107,6 +110,10 @@ class PretrainConfig:
         d["betas"] = list(self.betas)
         d["distribution"] = self.distribution.to_dict()
         d["easy_distribution"] = self.easy_distribution.to_dict()
+        if self.naming is None:
+            del d["naming"]  # keeps the keys of worlds without names
+        else:
+            d["naming"] = self.naming.to_dict()
         return d
 
     def key(self) -> str:
@@ -169,6 +176,7 @@ class SceneCaptionStream(IterableDataset):
         easy_dist: SceneDistribution | None = None,
         curriculum_steps: int = 0,
         min_easy_fraction: float = 0.0,
+        naming: KindNaming | None = None,
     ) -> None:
         super().__init__()
         self.dist, self.steps, self.batch_size = dist, steps, batch_size
@@ -178,6 +186,7 @@ class SceneCaptionStream(IterableDataset):
         self.easy_dist = easy_dist
         self.curriculum_steps = curriculum_steps if easy_dist is not None else 0
         self.min_easy_fraction = min_easy_fraction
+        self.naming = naming
 
     def __len__(self) -> int:
         return self.steps
@@ -190,10 +199,14 @@ class SceneCaptionStream(IterableDataset):
         images, captions = [], []
         parts = ((self.easy_dist, n_easy, "short"), (self.dist, self.batch_size - n_easy, "full"))
         for dist, n, style in parts:
-            if n > 0:
+            if n > 0 and self.naming is None:
                 b = draw_batch(dist, n, rng, caption_style=style)
                 images.append(b.images)
                 captions += b.captions
+            elif n > 0:
+                b = draw_batch(dist, n, rng, with_captions=False)
+                images.append(b.images)
+                captions += caption_with_names(b.scenes, rng, self.naming, style)
         return np.concatenate(images), captions, n_easy
 
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -276,6 +289,7 @@ class SyntheticClipPretrainer(L.LightningModule):
             easy_dist=self.cfg.easy_distribution,
             curriculum_steps=self.cfg.curriculum_steps,
             min_easy_fraction=self.cfg.min_easy_fraction,
+            naming=self.cfg.naming,
         )
         return DataLoader(stream, batch_size=None, num_workers=0)
 
@@ -554,3 +568,46 @@ def pretrain_or_load(
         }
         atomic_write(folder / META_NAME, json.dumps(meta, indent=2) + "\n", fsync=True)
     return ckpt
+
+
+def install_checkpoint(
+    cfg: PretrainConfig, cache_dir: str | Path, source: str | Path, sha256: str, stats: dict[str, Any]
+) -> Path:
+    """Put a checkpoint trained elsewhere for ``cfg`` (the weights shipped with the package) into the
+    cache as if it had been trained here; ``sha256`` must match the file. Returns the cached path."""
+    source = Path(source)
+    if file_digest(source) != sha256:
+        raise ValueError(f"{source}: SHA-256 does not match its manifest; rebuild with `--force`")
+    folder = entry_dir(cfg, cache_dir)
+    ckpt = folder / CHECKPOINT_NAME
+    with file_lock(Path(cache_dir) / f".{folder.name}.lock"):
+        if read_valid_meta(cfg, cache_dir) is not None:
+            return ckpt
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        with atomic_path(ckpt, fsync=True) as tmp:
+            shutil.copyfile(source, tmp)
+        meta = {
+            "format": 1,
+            "key": cfg.key(),
+            "model_name": cfg.model_name,
+            "checkpoint": CHECKPOINT_NAME,
+            "sha256": sha256,
+            "bytes": ckpt.stat().st_size,
+            "config": cfg.to_dict(),
+            "world_version": WORLD_VERSION,
+            "train_version": TRAIN_VERSION,
+            "installed_from": str(source),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "stats": stats,
+        }
+        atomic_write(folder / META_NAME, json.dumps(meta, indent=2) + "\n", fsync=True)
+    return ckpt
+
+
+def forget(cfg: PretrainConfig, cache_dir: str | Path) -> None:
+    """Remove the cached checkpoint of ``cfg`` (the next :func:`pretrain_or_load` trains it again)."""
+    folder = entry_dir(cfg, cache_dir)
+    with file_lock(Path(cache_dir) / f".{folder.name}.lock"):
+        shutil.rmtree(folder, ignore_errors=True)
