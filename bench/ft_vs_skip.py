@@ -34,6 +34,7 @@ import time
 import torch
 
 from tests.toys import SolidColourDataset, register_tiny_config
+from transmiter.console import expected_random_init
 
 __all__ = ["compare_ft_vs_skip"]
 
@@ -127,7 +128,8 @@ def _run_variant(
     from transmiter.methods.skip_tuning import SkipTuningCLIP
 
     torch.manual_seed(seed)
-    model = open_clip.create_model(model_name, pretrained=None, force_image_size=image_size)
+    with expected_random_init():
+        model = open_clip.create_model(model_name, pretrained=None, force_image_size=image_size)
     tokenizer = open_clip.get_tokenizer(model_name)
     per_class = max(batch, math.ceil((steps + 1) * batch / num_classes))
     data = SolidColourDataset(num_classes, per_class, image_size, augment=True, seed=seed)
