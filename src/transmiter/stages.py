@@ -7,8 +7,11 @@ determines them, so a re-run (or another study needing the same stage) reuses fi
 
 `fn(workdir: Path) -> dict` does the work inside `workdir` (the stage folder itself, so checkpoints
 written there survive an interruption and let the next attempt resume) and returns a JSON-able dict.
-The stage is complete only once `stage.json` is written (atomically, last). Concurrent attempts on the
-same stage serialise on a file lock; the second one finds the stage done and reuses it.
+The stage is complete only once `stage.json` is written (atomically, last); it records the size and
+BLAKE2b hash of every file `fn` left in the folder (checkpoints aside). Reusing a finished stage checks
+them: a missing, truncated or altered output makes the stage unfinished, with a warning naming the file,
+and it is recomputed from scratch. Concurrent attempts on the same stage serialise on a file lock; the
+second one finds the stage done and reuses it.
 
 Several ranks of one job (`strategy=ddp` under torchrun, SLURM or Lightning's launcher: every rank runs
 the whole app). All ranks must run `fn`, since the training inside it meets at collectives, but only
@@ -37,10 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from transmiter.distributed import global_rank_label, is_global_zero, job_token
-from transmiter.features.store import ArrayCache, canonical_json
+from transmiter.features.store import ArrayCache, canonical_json, file_hash
 from transmiter.io import atomic_write, file_lock
 
 DONE_FILE = "stage.json"
+IDENTITY_FILE = "identity.json"
 CHECKPOINT_DIR = "checkpoints"  # resume checkpoints of a training stage, inside its folder
 POLL_S = 0.2  # how often a waiting rank looks for rank 0's decision or publication
 
@@ -49,6 +53,27 @@ log = logging.getLogger("transmiter")
 # How often this process has asked for each stage folder. The ranks of a job ask for the same stages in the
 # same order, so (job, folder, count) names one request identically on every rank.
 _REQUESTS: dict[str, int] = {}
+# Outputs this process has hashed, by path: (size, mtime_ns, inode, hash). A study reuses one stage many
+# times; an output whose file is unchanged since it was hashed is not read again.
+_HASHED: dict[str, tuple[int, int, int, str]] = {}
+
+
+class StageOutputError(RuntimeError):
+    """An output of a finished stage that cannot be used; the message names the file and the stage folder
+    to delete."""
+
+
+def unreadable_output(file: str | os.PathLike, err: BaseException) -> StageOutputError:
+    """The error for a stage output that a consumer cannot read (damaged after the stage was verified, or
+    a stage finished before outputs were recorded): the file, why, and the fix (delete its stage folder)."""
+    file = Path(file)
+    folder = next((p for p in file.parents if (p / DONE_FILE).is_file()), file.parent)
+    cause = err.__cause__ if err.__cause__ is not None else err
+    return StageOutputError(
+        f"{file} cannot be read ({type(cause).__name__}: {cause}); it is an output of the finished stage "
+        f"{folder}. Delete that folder (rm -r '{folder}') and run the same command again: the stage is "
+        "recomputed"
+    )
 
 
 @dataclass
@@ -72,30 +97,33 @@ class StageStore:
         return self.root / name / self.key(identity)
 
     def is_done(self, name: str, identity: Mapping[str, Any]) -> bool:
-        return self._load(self.path(name, identity)) is not None
+        """Whether the stage is finished and its outputs have their recorded sizes (dry runs: no hashing)."""
+        path = self.path(name, identity)
+        done = self._load(path)
+        return done is not None and damaged_output(path, done, hashes=False) is None
 
     def run(
         self, name: str, identity: Mapping[str, Any], fn: Callable[[Path], dict[str, Any]]
     ) -> StageResult:
         path = self.path(name, identity)
         request = _REQUESTS[str(path)] = _REQUESTS.get(str(path), 0) + 1
-        done = self._load(path)
+        done = self._finished(name, path, warn=is_global_zero())
         if done is not None:
             return _reused(name, path, done)
         if not is_global_zero():
             return self._follow(name, path, fn, _decision_file(path, job_token(), request))
         path.mkdir(parents=True, exist_ok=True)
         with file_lock(path / ".lock"):
-            done = self._load(path)  # another process may have finished it while we waited
+            done = self._finished(name, path)  # another process may have finished it while we waited
             if done is not None:
                 return _reused(name, path, done)
+            if (path / DONE_FILE).exists():  # finished once, damaged since: start again from nothing
+                _clear_stage(path)
             decision = _decision_file(path, job_token(), request)
             try:
                 if decision is not None:  # the job's other ranks run fn with us from here
                     atomic_write(decision, "run")
-                (path / "identity.json").write_text(
-                    json.dumps(identity, indent=1, sort_keys=True, default=str)
-                )
+                (path / IDENTITY_FILE).write_text(json.dumps(identity, indent=1, sort_keys=True, default=str))
                 start = time.perf_counter()
                 outputs = fn(path)
                 seconds = time.perf_counter() - start
@@ -106,6 +134,7 @@ class StageStore:
                     "outputs": outputs,
                     "seconds": seconds,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "files": output_files(path),
                 }
                 atomic_write(path / DONE_FILE, json.dumps(record, indent=1, default=str))
             finally:
@@ -122,7 +151,7 @@ class StageStore:
         parent = os.getppid()
         announced = False
         while decision is not None and not decision.is_file():
-            done = self._load(path)
+            done = self._finished(name, path)
             if done is not None:  # rank 0 reused it (or found it done after waiting for the lock)
                 return _reused(name, path, done)
             _check_parent(parent, name, path)
@@ -145,11 +174,11 @@ class StageStore:
 
     def _await_publication(self, name: str, path: Path, decision: Path | None, parent: int) -> dict[str, Any]:
         while True:
-            done = self._load(path)
+            done = self._finished(name, path)
             if done is not None:
                 return done
             if decision is not None and not decision.exists():
-                done = self._load(path)  # published just before the decision file went
+                done = self._finished(name, path)  # published just before the decision file went
                 if done is not None:
                     return done
                 raise RuntimeError(
@@ -158,12 +187,89 @@ class StageStore:
             _check_parent(parent, name, path)
             time.sleep(POLL_S)
 
+    def _finished(self, name: str, path: Path, warn: bool = False) -> dict[str, Any] | None:
+        """The stage's record when it is finished and every output is as recorded; None otherwise (with
+        `warn`, a damaged output is named in a warning)."""
+        done = self._load(path)
+        if done is None:
+            return None
+        damage = damaged_output(path, done)
+        if damage is None:
+            return done
+        if warn:
+            log.warning(
+                "stage %s (%s): %s; the stage is recomputed (a finished stage's outputs must match the sizes and "
+                "hashes recorded in its %s)",
+                name,
+                path,
+                damage,
+                DONE_FILE,
+            )
+        return None
+
     @staticmethod
     def _load(path: Path) -> dict[str, Any] | None:
         try:
-            return json.loads((path / DONE_FILE).read_text())
+            done = json.loads((path / DONE_FILE).read_text())
         except (OSError, json.JSONDecodeError):
             return None
+        return done if isinstance(done, dict) and "outputs" in done else None
+
+
+def output_files(path: Path) -> dict[str, dict[str, Any]]:
+    """{relative path: {bytes, blake2b}} of the files a stage's work left in `path`: everything but the
+    stage's own bookkeeping (stage.json, identity.json, hidden files) and its resume checkpoints."""
+    files = {}
+    for file in sorted(path.rglob("*")):
+        rel = file.relative_to(path)
+        if (
+            not file.is_file()
+            or rel.parts[0] in (CHECKPOINT_DIR, DONE_FILE, IDENTITY_FILE)
+            or any(part.startswith(".") for part in rel.parts)
+        ):
+            continue
+        files[rel.as_posix()] = {"bytes": file.stat().st_size, "blake2b": _hash(file)}
+    return files
+
+
+def damaged_output(path: Path, done: Mapping[str, Any], hashes: bool = True) -> str | None:
+    """What is wrong with a finished stage's outputs (the first problem found), or None when every file
+    recorded in `done` has its size and (with `hashes`) its hash. Records written before outputs were
+    recorded have nothing to check."""
+    for rel, info in (done.get("files") or {}).items():
+        file = path / rel
+        try:
+            size = file.stat().st_size
+        except OSError:
+            return f"output {file} is missing"
+        if size != info.get("bytes"):
+            return f"output {file} has {size} bytes, {info.get('bytes')} when the stage finished"
+        if hashes and _hash(file) != info.get("blake2b"):
+            return f"output {file} does not match the hash recorded when the stage finished (damaged on disk)"
+    return None
+
+
+def _hash(file: Path) -> str:
+    stat = file.stat()
+    seen = _HASHED.get(str(file))
+    if seen is not None and seen[:3] == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
+        return seen[3]
+    digest = file_hash(file)
+    _HASHED[str(file)] = (stat.st_size, stat.st_mtime_ns, stat.st_ino, digest)
+    return digest
+
+
+def _clear_stage(path: Path) -> None:
+    """Empty a damaged stage's folder for a fresh run: its record first (so nobody takes the stage for
+    finished any more), then outputs and checkpoints; the lock we hold stays."""
+    (path / DONE_FILE).unlink(missing_ok=True)
+    for entry in path.iterdir():
+        if entry.name == ".lock":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _reused(name: str, path: Path, done: dict[str, Any]) -> StageResult:

@@ -8,6 +8,7 @@ Usage::
     splits.train[0]            # Datum(impath='/data/oxford_pets/images/Abyssinian_1.jpg', label=0, classname='abyssinian')
     splits.classnames[0]       # 'abyssinian' (index == label)
     split_identity(splits)     # 'sha256:3f1c...' ; store it in results records to name the exact data used
+    files_identity(splits.train)   # changes when any of these image files is replaced or rewritten
 
 ``Datum.impath`` is absolute at run time. Anything written to disk (few-shot caches, identities) uses paths
 relative to ``DatasetSplits.root`` so that moving the dataset folder changes nothing.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,3 +112,18 @@ def split_identity(splits: DatasetSplits, parts: tuple[str, ...] = SPLIT_NAMES) 
         for datum in items:
             feed([relative_to_root(datum.impath, splits.root), datum.label, datum.classname])
     return "sha256:" + digest.hexdigest()
+
+
+def files_identity(items: Sequence[Datum]) -> str:
+    """A fingerprint of the image FILES behind ``items`` as they are on disk now: the size and modification
+    time (ns) of each, in order. Caches and stages whose work read these images key on it (next to the
+    portable ``split_identity``), so a replaced, rewritten or corrupted image invalidates exactly what used
+    it. A file that cannot be stat'ed counts as missing; reading it fails later, naming it."""
+    digest = hashlib.sha256()
+    for datum in items:
+        try:
+            stat = os.stat(datum.impath)
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(b"missing\n")
+    return "files:" + digest.hexdigest()[:32]

@@ -7,8 +7,9 @@
     )                                         # torch.FloatTensor [N, D], L2-normalised
 
 The identity that keys the cache always includes the model identity (architecture + weights hash),
-the exact item list (paths + labels), the transform and the augmented-view index, on top of whatever
-the caller passes (dataset, split, class subset, shots, seed). Change any of them and the entry is new.
+the exact item list (paths + labels), the size and modification time of every image file, the transform
+and the augmented-view index, on top of whatever the caller passes (dataset, split, class subset, shots,
+seed). Change any of them (replace or rewrite one image) and the entry is new.
 
 The pass runs as `Trainer.predict`, so it uses every device of the trainer (DDP included): each rank
 encodes a disjoint shard (unrepeated sampler), rank 0 assembles the shards by index and publishes the
@@ -146,10 +147,13 @@ class _Publisher:
 def feature_identity(bundle, items: Sequence[Any], view: ViewSpec, extra: Mapping[str, Any]) -> dict:
     root = getattr(items[0], "impath", "") if items else ""
     root = str(root).rsplit("/", 3)[0] if root else None
+    from transmiter.data.datum import files_identity
+
     return {
-        "kind": "image-features/v1",
+        "kind": "image-features/v2",
         "model": bundle.identity,
         "items": items_fingerprint(items, root),
+        "files": files_identity(items),
         "num_items": len(items),
         "view": asdict(view),
         "image_size": bundle.image_size,

@@ -260,7 +260,8 @@ def _read(path: Path) -> tuple[dict[str, Tensor], str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"adapter artifact not found: {str(path)!r}")
     fix = (
-        "the file is damaged or not a transmiter adapter; re-create it by re-running the stage that wrote it"
+        "the file is damaged or not a transmiter adapter; re-create it (saved by a stage: delete that stage's "
+        "folder and run the same command again)"
     )
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -313,8 +314,8 @@ def load_adapter_artifact(
     if actual != stored:
         raise ArtifactCorruptedError(
             f"content hash mismatch for {str(path)!r} (stored {stored[:12]}..., computed {actual[:12]}...): "
-            f"the weights or metadata were altered or damaged; re-create the artifact by re-running the "
-            f"stage that wrote it"
+            f"the weights or metadata were altered or damaged; re-create the artifact (saved by a stage: "
+            f"delete that stage's folder and run the same command again)"
         )
     try:
         meta = AdapterArtifactMeta.from_json(meta_json)
