@@ -9,15 +9,20 @@ Returns (and prints) the run's metrics; the results record is `<run dir>/results
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from transmiter.config.compose import CONFIG_DIR
+from transmiter.config.schema import check_known_keys
 from transmiter.config.validate import ConfigError, validate_config
+from transmiter.io import WriteError, absolute, check_folder, is_disk_error, write_error
 from transmiter.planning import describe_job, job_status
 
 
@@ -54,6 +59,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """One job: everything a Hydra run does, callable from tests with a composed config.
 
     The config is checked before torch, Lightning or open_clip are imported, so a bad value answers at once."""
+    check_known_keys(cfg)
     guard_multirun_ddp(cfg)
     output_dir = Path(str(cfg.paths.output_dir)).resolve()
     if cfg.get("dry_run"):
@@ -65,13 +71,53 @@ def run(cfg: DictConfig) -> dict[str, float]:
             f"({output_dir}); delete its job.json to run it again"
         )
         return {}
+    check_folder(output_dir, "paths.output_dir")
+    check_folder(absolute(cfg.paths.cache_dir), "paths.cache_dir")
     validate_config(cfg)
     from transmiter.job import run_job  # the heavy layers (torch, Lightning, open_clip) start here
 
     return run_job(cfg)
 
 
+def _stop(err: BaseException) -> None:
+    """End the command on an error that is the user's to fix: its message, not a traceback
+    (HYDRA_FULL_ERROR=1 shows the traceback)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
+
+
+class CheckOutputFolder(Callback):
+    """Before Hydra creates the run (or sweep) folder and its log file: the place must be a writable
+    folder with free space, or the command stops naming the key and the fix (not Hydra's raw OSError)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        try:
+            folder = absolute(str(OmegaConf.select(config, key)))
+        except Exception:  # an interpolation only Hydra's job can resolve: Hydra checks it itself
+            return
+        try:  # the parent: the folder's own (timestamped) name is Hydra's to create
+            check_folder(folder.parent, key)
+        except WriteError as err:
+            _stop(WriteError(str(err).replace(f"{key}={folder.parent}", f"{key}={folder}", 1), folder))
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run(cfg)
+    try:
+        metrics = run(cfg)
+    except (ConfigError, WriteError) as err:
+        _stop(err)
+    except OSError as err:
+        if not is_disk_error(err):
+            raise
+        _stop(write_error(err.filename or "a file", err))
     return metrics.get("hm", metrics.get("base"))  # the number sweepers optimise

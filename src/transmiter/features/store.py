@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from transmiter.io import file_digest
+from transmiter.io import file_digest, is_disk_error, write_error
 
 META_FILE = "meta.json"
 
@@ -91,8 +91,11 @@ class ArrayCache:
 
     def save(self, key: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> Path:
         final = self.path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-{uuid.uuid4().hex[:8]}-", dir=final.parent))
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-{uuid.uuid4().hex[:8]}-", dir=final.parent))
+        except OSError as err:
+            raise (write_error(final, err) if is_disk_error(err) else err) from err
         try:
             files = {}
             for name, array in arrays.items():
@@ -113,6 +116,10 @@ class ArrayCache:
                     shutil.rmtree(final, ignore_errors=True)
                     os.rename(tmp, final)
                 # else: another writer published the same content first; keep theirs
+        except OSError as err:  # a full disk: name the entry; the temporary folder goes below
+            if is_disk_error(err):
+                raise write_error(final, err) from err
+            raise
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
