@@ -175,12 +175,12 @@ def test_skip_scan_is_deterministic_and_decodes_each_file_once(tmp_path, monkeyp
             "method.methods.transmiter_plus.K",
             "grow_k",
         ),
-        (["method=skip_tuning", "method.module.omega=3"], "method.module.omega", "0 <= omega <= 2"),
-        (["method=skip_tuning", "method.module.omega=-1"], "method.module.omega", "0 <= omega <= 2"),
+        (["method=skip_tuning", "method.module.omega=3"], "method.module.omega", "0 <= omega <= 1"),
+        (["method=skip_tuning", "method.module.omega=-1"], "method.module.omega", "0 <= omega <= 1"),
         (
             ["method=transmiter", "method.source_finetune.module.text_omega=5"],
             "method.source_finetune.module.text_omega",
-            "0 <= text_omega <= 2",
+            "0 <= text_omega <= 1",
         ),
         (
             ["method=study", "method.methods.skip_tuning.module.omega=4"],
@@ -201,7 +201,7 @@ def test_valid_values_pass(compose):
     for overrides in (
         ["method=study", "dataset=dtd"],
         ["method=eft", "dataset=oxford_pets", "method.K=37", "method.grow_k=true"],
-        ["method=skip_tuning", "method.module.omega=2"],
+        ["method=skip_tuning", "method.module.omega=1"],
         ["method=transmiter", "method.lam=0"],
         ["dataset.on_corrupt_image=skip"],
     ):

@@ -1,6 +1,6 @@
 """The `transmiter` command: the Hydra app (one job, or a sweep with -m), plus a few sub-commands.
 
-transmiter [hydra overrides]                 run one job (or a sweep with -m)
+transmiter [hydra overrides]                 run one job (or a sweep with -m); --help lists the config groups
 transmiter data check dataset=NAME [...]     report what a dataset folder is missing
 transmiter data fake dataset=NAME [...]      write a tiny fake copy of a dataset layout (tests, smoke)
 transmiter report PATH... [--out DIR]        tables (Markdown, CSV) and plots from results records
@@ -19,6 +19,8 @@ import importlib
 import sys
 
 from transmiter.app import main as app_main
+from transmiter.config.compose import check_override_keys
+from transmiter.config.validate import ConfigError
 
 # sub-command -> the module whose `main(argv)` runs it, imported only when chosen
 SUBCOMMANDS = {
@@ -37,6 +39,13 @@ def main(argv: list[str] | None = None) -> int | None:
         return 0
     if argv and argv[0] in SUBCOMMANDS:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+    if "--help" in argv or "-h" in argv:
+        print(__doc__)  # the sub-commands; Hydra's help (config groups, keys) follows
+    try:
+        check_override_keys(argv)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     sys.argv = [sys.argv[0], *argv]
     app_main()
     return 0

@@ -3,6 +3,7 @@
 transmiter data check dataset=oxford_pets paths.data_dir=/data/coop   # what is missing, exit 1 if any
 transmiter data check dataset=all                                     # every shipped dataset config
 transmiter data check experiment=dg                                   # a job's dataset and its setting's targets
+transmiter data check dataset=dtd --decode                            # also decode every image (slower)
 transmiter data fake dataset=smoke [--classes 10 --per-class 8,4,8]    # a tiny fake copy (tests, smoke)
 """
 
@@ -39,7 +40,7 @@ STUDY_DATASETS = (
 )
 
 
-def check(overrides: list[str], only_study: bool = False) -> int:
+def check(overrides: list[str], only_study: bool = False, decode: bool = False) -> int:
     from transmiter.config.instantiate import dataset_spec_from_config, target_dataset_nodes
     from transmiter.data.check import check_dataset
     from transmiter.io import absolute
@@ -58,7 +59,7 @@ def check(overrides: list[str], only_study: bool = False) -> int:
             if spec.folder in checked:
                 continue
             checked.add(spec.folder)
-            report = check_dataset(spec, absolute(cfg.paths.data_dir))
+            report = check_dataset(spec, absolute(cfg.paths.data_dir), decode=decode)
             print(report.format())
             failures += not report.ok
     return 1 if failures else 0
@@ -84,7 +85,9 @@ def fake(overrides: list[str], classes: int | None, per_class: str, image_size: 
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="transmiter data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="transmiter data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["check", "fake"])
     parser.add_argument("--classes", type=int, default=None, help="fake: number of classes")
     parser.add_argument("--per-class", default="8,4,8", help="fake: train,val,test images per class")
@@ -94,7 +97,12 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="check: the 11 datasets of the base-to-novel / base-to-base studies",
     )
+    parser.add_argument(
+        "--decode",
+        action="store_true",
+        help="check: also open and decode every image, listing those that cannot be read (slower)",
+    )
     args, overrides = parser.parse_known_args(argv)
     if args.command == "check":
-        return check(overrides, args.only_study)
+        return check(overrides, args.only_study, args.decode)
     return fake(overrides, args.classes, args.per_class, args.image_size)

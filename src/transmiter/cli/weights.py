@@ -44,7 +44,9 @@ def check(overrides: list[str], allow_download: bool = False) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="transmiter weights", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="transmiter weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_check = sub.add_parser("check", help="report whether the pretrained weights are available locally")
     p_check.add_argument("--allow-download", action="store_true", help="report only; always exit 0")

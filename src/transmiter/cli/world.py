@@ -109,7 +109,9 @@ def list_worlds(overrides: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="transmiter world", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="transmiter world", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["build", "list"])
     parser.add_argument("--scale", default="demo", choices=["demo", "tiny"])
     parser.add_argument("--force", action="store_true", help="pretrain again even when cached or shipped")

@@ -66,6 +66,22 @@ def _positive(v: Any) -> bool:
     return _int(v) and v >= 1
 
 
+def learning_rate(default: float):
+    return checked(default, ok=lambda v: _number(v) and v > 0, fix="use a positive learning rate, e.g. 1e-5")
+
+
+def decay(default: float):
+    return checked(default, ok=lambda v: _number(v) and v >= 0, fix="use a weight decay >= 0 (0 = none)")
+
+
+def fraction(default: float, what: str):
+    return checked(default, ok=lambda v: _number(v) and 0 <= v < 1, fix=f"use {what} with 0 <= value < 1")
+
+
+def positive_number(default: float, what: str):
+    return checked(default, ok=lambda v: _number(v) and v > 0, fix=f"use a positive {what}")
+
+
 # -------------------------------------------------------------------------------------------- the nodes
 
 
@@ -230,9 +246,9 @@ class FinetuneModuleConfig:
 
     _target_: str = "transmiter.methods.finetune.FinetuneCLIP"
     _partial_: bool = True
-    lr: float = 1.0e-5
-    momentum: float = 0.9
-    weight_decay: float = 5.0e-4
+    lr: float = learning_rate(1.0e-5)
+    momentum: float = fraction(0.9, "an SGD momentum")
+    weight_decay: float = decay(5.0e-4)
     epochs: int = checked(10, ok=_positive, fix="use a positive number of epochs")
 
 
@@ -240,11 +256,13 @@ class FinetuneModuleConfig:
 class SkipScheduleConfig:
     """Skip Tuning's learning-rate schedule: base-to-novel by default (the other settings in `per_setting`)."""
 
-    text_lr: float = 2.0e-5
-    image_lr: float = 5.0e-6
+    text_lr: float = learning_rate(2.0e-5)
+    image_lr: float = learning_rate(5.0e-6)
     epochs: int = checked(20, ok=_positive, fix="use a positive number of epochs")
     warmup_epochs: int = checked(1, ok=lambda v: _int(v) and v >= 0, fix="use 0 or a positive integer")
-    warmup_lr: float | None = 1.0e-6  # null: no warm-up learning rate
+    warmup_lr: float | None = checked(  # null: no warm-up learning rate
+        1.0e-6, ok=lambda v: v is None or (_number(v) and v > 0), fix="use a positive learning rate or null"
+    )
 
 
 @dataclass
@@ -255,8 +273,8 @@ class SkipTuningModuleConfig(SkipScheduleConfig):
     _partial_: bool = True
     omega: int | None = None  # blocks of the image tower frozen and cached; null = half its depth
     text_omega: int | None = None  # the same for the text tower; null = the same fraction of its depth
-    momentum: float = 0.9
-    weight_decay: float = 5.0e-4
+    momentum: float = fraction(0.9, "an SGD momentum")
+    weight_decay: float = decay(5.0e-4)
     top_ratio: float = 0.5  # CSkip: share (<= 1) or number (> 1) of the top-ranked classes kept per step
     max_top: int = 50
     lam: float = 0.3  # CSkip: the other classes are kept with this probability
@@ -324,11 +342,11 @@ class FitConfig:
 
     epochs: int = checked(10, ok=_positive, fix="use a positive number of epochs")
     batch_size: int = checked(128, ok=_positive, fix="use a positive batch size")
-    lr: float = 1.0e-3
-    weight_decay: float = 1.0e-3
-    warmup_ratio: float = 0.05
-    teacher_temperature: float = 0.5
-    temperature: float = 1.0
+    lr: float = learning_rate(1.0e-3)
+    weight_decay: float = decay(1.0e-3)
+    warmup_ratio: float = fraction(0.05, "a share of the steps")
+    teacher_temperature: float = positive_number(0.5, "temperature")
+    temperature: float = positive_number(1.0, "temperature")
     noise_alpha: float = 0.5
     noise_p: float = 0.5
     noise_mode: str = one_of("batch", NOISE_MODES)  # batch: one coin per batch (the reference) | sample
@@ -349,9 +367,9 @@ class RefineConfig:
 
     epochs: int = checked(10, ok=_positive, fix="use a positive number of epochs")
     batch_size: int = checked(128, ok=_positive, fix="use a positive batch size")
-    lr: float = 1.0e-4
-    weight_decay: float = 1.0e-3
-    warmup_ratio: float = 0.1
+    lr: float = learning_rate(1.0e-4)
+    weight_decay: float = decay(1.0e-3)
+    warmup_ratio: float = fraction(0.1, "a share of the steps")
     noise_alpha: float = 0.5
     noise_p: float = 0.5
     noise_mode: str = one_of("batch", NOISE_MODES)
@@ -508,6 +526,56 @@ def register_schemas() -> None:
 def defaults_of(schema: type) -> dict[str, Any]:
     """The schema's defaults as plain Python values (for code that builds a method without Hydra)."""
     return dataclasses.asdict(schema())
+
+
+# ------------------------------------------------------------------------------------------ key checks
+
+
+def closest(word: str, known: Sequence[str]) -> str | None:
+    """The known name closest to `word` (a typo's likely meaning), or None when nothing is close."""
+    import difflib
+
+    match = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def unknown_key_message(key: str, known: Sequence[str], where: str = "the config") -> str:
+    """'unknown key X: did you mean Y?' plus the keys that exist, for a key no schema declares."""
+    name = key.rsplit(".", 1)[-1]
+    guess = closest(name, known)
+    parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    hint = f"did you mean {parent}{guess}? " if guess else ""
+    return (
+        f"unknown key {key!r} ({where} has no such key; a `+` in front does not make it one): {hint}"
+        f"the keys there are {', '.join(sorted(known))}"
+    )
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Refuse keys that no schema declares, also those added with `+key=value` (Hydra adds them even to
+    typed nodes): a typo such as `+methd=ft` would otherwise run the default job. Untyped nodes (trainer,
+    logger, callbacks, free-form dicts) take any key."""
+    _check_keys(cfg, "")
+
+
+def _check_keys(node: Any, path: str) -> None:
+    if not isinstance(node, DictConfig):
+        return
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        fields = [f.name for f in dataclasses.fields(schema)]
+        for key in node:
+            if str(key) not in fields and not (not path and key == "hydra"):
+                where = "the top level" if not path else f"{path} ({schema.__name__})"
+                raise ConfigError(unknown_key_message(f"{path}.{key}" if path else str(key), fields, where))
+    for key in node:
+        if (
+            (not path and key == "hydra")
+            or OmegaConf.is_interpolation(node, str(key))  # points at a node checked where it lives
+            or OmegaConf.is_missing(node, str(key))
+        ):
+            continue
+        _check_keys(node.get(key), f"{path}.{key}" if path else str(key))
 
 
 # --------------------------------------------------------------------------------------- value checks

@@ -4,8 +4,9 @@
 
 Hydra rejects unknown keys, unknown group choices and values of the wrong type while composing (the schema,
 transmiter.config.schema); `check_values` checks each key's allowed values. This module adds what one key
-cannot say alone: K against the dataset's classes, proj_dim against K, ω against the depth of the towers it
-splits, the models against open_clip's registry, the shots against the setting's range, the setting's
+cannot say alone: K against the dataset's classes, proj_dim against K, trainer devices and nodes, a GPU
+trainer against the machine, Skip Tuning against the towers it splits (a ResNet cannot be; ω below their
+depth), the models against open_clip's registry, the shots against the setting's range, the setting's
 target datasets (known, not the source itself, label spaces that fit), the dataset folders on disk.
 """
 
@@ -29,19 +30,78 @@ def _require(cond: bool, key: str, value, fix: str) -> None:
 
 
 def validate_config(cfg: DictConfig, check_data: bool = True) -> None:
-    """Every check, cheapest first: the schema's allowed values, the checks across nodes, the dataset
-    folder, then the models against open_clip's registry (the only step that imports torch)."""
+    """Every check, cheapest first: the schema's allowed values, the checks across nodes and trainer counts,
+    the dataset folder, then what needs torch or open_clip (a GPU for a GPU trainer, the towers Skip Tuning
+    splits, the models against open_clip's registry and, offline, the local weights)."""
     check_values(cfg)
     _validate_logger(cfg.get("logger"))
     _validate_setting(cfg)
     _validate_world(cfg)
     _validate_methods(cfg)
+    _validate_trainer_counts(cfg)
     if check_data:
         _validate_dataset(cfg)
         for name, node in target_dataset_nodes(cfg).items():
             _validate_dataset_folder(node, cfg.paths.data_dir, f"setting.targets: {name}")
-    _validate_model(cfg)
+    _validate_accelerator(cfg)
     _validate_tower_depths(cfg)
+    _validate_model(cfg)
+
+
+def _count_ok(value, allow_all: bool) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 1 or (allow_all and value == -1)
+    if isinstance(value, str):
+        text = value.strip()
+        if allow_all and text in ("auto", "-1"):
+            return True
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        return bool(parts) and all(p.isdigit() for p in parts) and (len(parts) > 1 or int(parts[0]) >= 1)
+    if OmegaConf.is_list(value) or isinstance(value, list | tuple):
+        return len(value) > 0 and all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value
+        )
+    return False
+
+
+def _validate_trainer_counts(cfg: DictConfig) -> None:
+    """trainer.devices and trainer.num_nodes, before Lightning sees them (its own messages name no key)."""
+    trainer = cfg.get("trainer") or {}
+    devices = trainer.get("devices", "auto")
+    _require(
+        _count_ok(devices, allow_all=True),
+        "trainer.devices",
+        devices,
+        "use a positive number of devices (e.g. 1), -1 or auto for all of them, or a list of device indices "
+        "such as [0,1]",
+    )
+    nodes = trainer.get("num_nodes", 1)
+    _require(_count_ok(nodes, allow_all=False), "trainer.num_nodes", nodes, "use a positive number of nodes")
+
+
+def _validate_accelerator(cfg: DictConfig) -> None:
+    """A GPU trainer needs a visible GPU (and as many as trainer.devices asks for)."""
+    trainer = cfg.get("trainer") or {}
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if available == 0:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} is invalid here: this machine has no usable CUDA GPU "
+            "(torch.cuda.is_available() is False). Use trainer=cpu (or trainer=ddp_cpu for 2 CPU processes), "
+            "or run on a GPU machine (check it with nvidia-smi and a CUDA build of torch)"
+        )
+    devices = trainer.get("devices", "auto")
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > available:
+        raise ConfigError(
+            f"trainer.devices={devices} is invalid here: this machine has {available} visible GPU(s) "
+            f"(CUDA_VISIBLE_DEVICES limits them); use trainer.devices={available} or fewer, or -1 for all"
+        )
 
 
 def _validate_logger(node: DictConfig | None) -> None:
@@ -234,11 +294,47 @@ def _validate_methods(cfg: DictConfig) -> None:
 
 
 def _validate_tower_depths(cfg: DictConfig) -> None:
-    """ω (and text_omega) of every Skip Tuning node against the depth of each model it fine-tunes."""
+    """Every Skip Tuning node against each model it fine-tunes: the towers must split at a block (outside a
+    study, which falls back to FT for such a model), and ω (and text_omega) must fit their depth."""
     for key, node, models in _method_nodes(cfg):
         if node.get("kind") == "skip_tuning" and "module" in node:
             for model_key in models:
+                if not key.startswith("method.methods."):
+                    _validate_splittable(cfg, key, model_key)
                 _validate_omega(cfg, key, node.module, model_key)
+
+
+def _arch_config(cfg: DictConfig, model_key: str) -> tuple[str, dict] | None:
+    import open_clip
+
+    from transmiter.models.clip import register_project_models
+
+    node = OmegaConf.select(cfg, model_key)
+    if node is None or "arch" not in node:
+        return None
+    register_project_models()
+    return str(node.arch), open_clip.get_model_config(str(node.arch)) or {}
+
+
+def _validate_splittable(cfg: DictConfig, key: str, model_key: str) -> None:
+    """Skip Tuning splits both towers at a block: a ResNet (RN50) or timm tower cannot be; name the FT
+    override before any model is loaded."""
+    from transmiter.models.towers import split_problem_of_config
+
+    found = _arch_config(cfg, model_key)
+    problem = split_problem_of_config(*found) if found else None
+    if problem is None:
+        return
+    if key == "method":
+        fix = "use method=ft (full fine-tuning) for this model"
+    else:  # a transfer method's source fine-tuner, e.g. method.source_finetune
+        fix = (
+            f"fine-tune it with FT instead: add method@{key}=ft to the command, or choose a pair whose source "
+            "is a ViT"
+        )
+    raise ConfigError(
+        f"{key} is Skip Tuning, which cannot fine-tune {model_key} ({found[0]}): {problem}; {fix}"
+    )
 
 
 def _next_k(num_classes: int) -> int:
@@ -249,16 +345,12 @@ def _next_k(num_classes: int) -> int:
 
 
 def _validate_omega(cfg: DictConfig, key: str, module: DictConfig, model_key: str) -> None:
-    """0 <= ω <= depth of the image tower (and text_omega for the text tower) of the model at `model_key`."""
-    import open_clip
-
-    from transmiter.models.clip import register_project_models
-
-    node = OmegaConf.select(cfg, model_key)
-    if node is None or "arch" not in node:
+    """0 <= ω < depth of the image tower (and text_omega for the text tower) of the model at `model_key`:
+    ω = depth would leave no block to tune."""
+    found = _arch_config(cfg, model_key)
+    if found is None:
         return
-    register_project_models()
-    arch_cfg = open_clip.get_model_config(str(node.arch)) or {}
+    arch, arch_cfg = found
     depths = {
         "omega": (arch_cfg.get("vision_cfg") or {}).get("layers"),
         "text_omega": (arch_cfg.get("text_cfg") or {}).get("layers"),
@@ -267,12 +359,18 @@ def _validate_omega(cfg: DictConfig, key: str, module: DictConfig, model_key: st
         value = module.get(name)
         if value is None or not isinstance(depth, int):  # None: the default (half the depth); ResNet towers
             continue
+        tower = "image" if name == "omega" else "text"
         _require(
-            isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= depth,
+            isinstance(value, int) and not isinstance(value, bool) and 0 <= value < depth,
             f"{key}.module.{name}",
             value,
-            f"{model_key} ({node.arch}) has {depth} {'image' if name == 'omega' else 'text'} blocks: use "
-            f"0 <= {name} <= {depth}, or null for half the depth",
+            f"{model_key} ({arch}) has {depth} {tower} blocks: use 0 <= {name} <= {depth - 1}, or null "
+            f"for half the depth"
+            + (
+                f" ({name}={depth} would freeze every {tower} block, leaving no block for Skip Tuning to tune)"
+                if value == depth
+                else ""
+            ),
         )
 
 
