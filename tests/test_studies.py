@@ -226,10 +226,11 @@ def test_dry_run_line_names_finished_stages_of_a_partial_job(compose, tmp_path):
 
 
 def test_study_source_finetuner_falls_back_to_ft_when_skip_tuning_cannot_split_the_source(
-    compose, tmp_path, monkeypatch
+    compose, tmp_path, monkeypatch, capsys
 ):
-    """As for an RN50 source: the source's Skip Tuning row is recorded as skipped (with the reason), and
-    every transfer row fine-tunes the source with FT instead, with the notice in its record."""
+    """As for an RN50 source: the source's Skip Tuning row is not run (printed and listed in job.json with
+    the reason, no empty record), and every transfer row fine-tunes the source with FT instead, with the
+    notice in its record."""
     import transmiter.methods.study as study_mod
 
     reason = "the image tower of this model is a ModifiedResNet (test stand-in)"
@@ -243,8 +244,12 @@ def test_study_source_finetuner_falls_back_to_ft_when_skip_tuning_cannot_split_t
     _fake(cfg)
     run(cfg)  # no crash
     records = {r["row"]: r for r in load_records([out])}
-    skipped = records["Skip Tuning tiny-random"]
-    assert skipped["metrics"] == {} and skipped["extra"]["skipped"] == reason
+    assert "Skip Tuning tiny-random" not in records and all(r["metrics"] for r in records.values())
+    assert json.loads((out / "job.json").read_text())["not_run"] == {"Skip Tuning tiny-random": reason}
+    assert (
+        f"Skip Tuning tiny-random | Smoke | base2novel | seed 1: not run ({reason})"
+        in capsys.readouterr().out
+    )
     assert records["Skip Tuning tiny-random-b"]["metrics"]  # the target is still Skip-Tuned
     transfer = [r for r in records.values() if r["extra"]["role"] == "pair"]
     assert (

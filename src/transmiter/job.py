@@ -61,6 +61,17 @@ def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
             outcome = method(scored_ctx)
             # A study job returns several rows (one record each); a single method returns one.
             scored += [(scored_ctx, r) for r in (outcome if isinstance(outcome, list) else [outcome])]
+    # A row that cannot run here (Skip Tuning on a ResNet tower) is said once with its reason, never
+    # recorded as an empty row.
+    returned, not_run = len(scored), {}
+    for scored_ctx, result in (pair for pair in scored if pair[1].extra.get("skipped")):
+        row = result.row or result.method or "?"
+        reason = str(result.extra["skipped"])
+        not_run[_scored_label(scored_ctx, result, len(contexts)) if result.row else row] = reason
+        print(
+            f"{row} | {scored_ctx.cfg.dataset.name} | {cfg.setting.name} | seed {cfg.seed}: not run ({reason})"
+        )
+    scored = [(c, r) for c, r in scored if not r.extra.get("skipped")]
     trained_on = _train_split_identity(ctx)
     paths = []
     for scored_ctx, result in scored:
@@ -69,7 +80,7 @@ def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
         if scored_ctx.target is not None and "all" not in result.splits:
             result.splits["all"] = _test_split_identity(scored_ctx)
         dataset = scored_ctx.cfg.dataset.name
-        subdir = None if len(scored) == 1 else result.slug
+        subdir = None if returned == 1 else result.slug
         if len(contexts) > 1:
             subdir = f"{dataset}/{result.slug}"
         path = write_record(scored_ctx, result, subdir=subdir)
@@ -81,8 +92,13 @@ def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
             name = scored_ctx.cfg.dataset.name
             log.info("%s | %s | seed %s\n%s", name, cfg.setting.name, cfg.seed, results_table(rows))
     log_results(ctx, scored)
-    mark_done(ctx.output_dir, paths, {_scored_label(c, r, len(contexts)): r.metrics for c, r in scored})
-    return scored[-1][1].metrics
+    mark_done(
+        ctx.output_dir,
+        paths,
+        {_scored_label(c, r, len(contexts)): r.metrics for c, r in scored},
+        not_run=not_run,
+    )
+    return scored[-1][1].metrics if scored else {}
 
 
 def _train_split_identity(ctx) -> str:

@@ -32,14 +32,15 @@ def job_status(output_dir: Path) -> tuple[str, list[str]]:
     return ("partial" if stages else "pending"), stages
 
 
-def mark_done(output_dir: Path, records: list[str], metrics: dict[str, Any]) -> None:
-    """Write `job.json` (global rank 0 only under a multi-process job)."""
+def mark_done(
+    output_dir: Path, records: list[str], metrics: dict[str, Any], not_run: dict[str, str] | None = None
+) -> None:
+    """Write `job.json` (global rank 0 only under a multi-process job); `not_run`: rows that could not run
+    here, with the reason."""
     if not is_global_zero():
         return
-    atomic_write(
-        output_dir / JOB_FILE,
-        json.dumps({"status": "done", "records": records, "metrics": metrics}, indent=1),
-    )
+    job = {"status": "done", "records": records, "metrics": metrics, "not_run": dict(not_run or {})}
+    atomic_write(output_dir / JOB_FILE, json.dumps(job, indent=1))
 
 
 def _data_status(cfg: DictConfig) -> str:

@@ -84,8 +84,10 @@ def verify_checkpoint(path: str | os.PathLike) -> None:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # truncated zips, foreign files and pickles raise many different types
+        from transmiter.models.clip import checkpoint_problem
+
         raise CheckpointError(
-            f"resume checkpoint {path} is damaged or not a checkpoint ({type(err).__name__}: {err}). {fix}."
+            f"resume checkpoint {path} is damaged or not a checkpoint ({checkpoint_problem(err)}). {fix}."
         ) from err
     missing = [k for k in ("state_dict", "optimizer_states", "loops") if k not in checkpoint]
     if not isinstance(checkpoint, dict) or missing:

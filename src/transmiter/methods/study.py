@@ -8,7 +8,8 @@ record. Because stages are content-addressed, the source fine-tuning that TransM
 run reported in the "Skip Tuning <source>" (or "FT <source>", `source_finetuner: ft`) row, trained once.
 
 Architectures Skip Tuning cannot split (a ResNet image tower such as RN50) never crash a study: their
-Skip Tuning rows are recorded as skipped (no metrics, `extra.skipped` = the reason), and transfer rows
+Skip Tuning rows are not run (the job prints them with the reason and lists them under `not_run` in
+job.json; no empty results record), and transfer rows
 whose source fine-tuner is Skip Tuning fall back to the study's FT config for such a source, with the
 notice logged and kept in the row's record (`extra.source_finetune_fallback`).
 """
@@ -21,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from transmiter.methods.base import MethodResult
+from transmiter.models.labels import node_label
 
 ROLES = ("source", "target")
 SOURCE_FINETUNERS = ("ft", "skip_tuning")
@@ -104,7 +106,7 @@ class Study:
                 method = self.methods[method_name]
                 if needs_tower_split(method) and unsupported(role):
                     node = ctx.cfg.pair[role]
-                    label = f"{getattr(method, 'row_name', method_name)} {node.get('name') or node.arch}"
+                    label = f"{getattr(method, 'row_name', method_name)} {node_label(node)}"
                     results.append(self._skipped(label, method_name, role, unsupported(role)))
                     continue
                 results.extend(self._run_rows(ctx.with_model(ctx.cfg.pair[role]), method_name, role))
@@ -143,8 +145,8 @@ class Study:
         return results
 
     def _skipped(self, label: str, method_name: str, role: str, reason: str) -> MethodResult:
-        """A row that cannot run here: recorded with no metrics and the reason (left out of result
-        tables, which skip records without metrics)."""
+        """A row that cannot run here, marked `extra.skipped` with the reason: the job prints it and lists it
+        in job.json, and writes no results record for it."""
         log.warning("%s: row skipped: %s", label, reason)
         return MethodResult(
             metrics={},

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from transmiter.config.schema import FitConfig, RefineConfig, defaults_of
+from transmiter.data.datum import files_identity
 from transmiter.evaluation.clip_eval import split_features
 from transmiter.evaluation.evaluate import evaluate_scores
 from transmiter.evaluation.metrics import summarize_groups
@@ -138,6 +139,18 @@ class Transfer:
 
 def _digest(values: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(values).encode()).hexdigest()[:16]
+
+
+def _load_stage_artifact(path: str, **expect: Any):
+    """The adapter saved by a stage, checked against what the caller expects; a damaged file names the
+    stage folder to delete."""
+    from transmiter.stages import unreadable_output
+    from transmiter.transfer.artifact import ArtifactCorruptedError, load_adapter_artifact
+
+    try:
+        return load_adapter_artifact(path, **expect).adapter
+    except (ArtifactCorruptedError, FileNotFoundError) as err:
+        raise unreadable_output(path, err) from err
 
 
 _WARNED: set[tuple[str, str]] = set()
@@ -240,7 +253,7 @@ class TransferMethod:
         fingerprint = _digest(
             [f"{d.impath}\t{d.label}" for d in items]
             + [repr(v) for v in views]
-            + [repr(ctx.train_crop_scale)]
+            + [repr(ctx.train_crop_scale), files_identity(items)]
         )
         return FitData(items, views, description, fingerprint)
 
@@ -324,7 +337,7 @@ class TransferMethod:
         source = ctx.load_model(ctx.cfg.pair.source)
         with ctx.timed("source_finetune_s"):
             tuned_spec = self.source_finetune.tuned_spec(ctx, ctx.cfg.pair.source)
-        return source, ctx.load_model(tuned_spec)
+        return source, self.source_finetune.load_tuned(ctx, tuned_spec)
 
     # ------------------------------------------------------------------ stages
     def fitted_adapter(self, ctx):
@@ -391,9 +404,7 @@ class TransferMethod:
 
     def load_fitted(self, ctx, stage, classnames, aux, model):
         """The fitted adapter of a fit stage, checked against the label space and the model it was fitted on."""
-        from transmiter.transfer.artifact import load_adapter_artifact
-
-        return load_adapter_artifact(
+        return _load_stage_artifact(
             stage.outputs["artifact"],
             expect_classnames=classnames,
             expect_aux=aux,
@@ -401,7 +412,7 @@ class TransferMethod:
             expect_dataset=ctx.dataset_spec.name,
             expect_stage="fitted",
             expect_source_model=model.identity,
-        ).adapter
+        )
 
     def _teacher_templates(self, ctx) -> list[str]:
         return self._templates(ctx, getattr(self.source_finetune, "templates", self.templates))
@@ -588,11 +599,9 @@ class TransferMethod:
         }  # trained on the source, none on the target
 
     def _row(self, ctx, label: str | None = None) -> str:
-        src, tgt = (
-            ctx.cfg.pair.source.get("name") or ctx.cfg.pair.source.arch,
-            ctx.cfg.pair.target.get("name") or ctx.cfg.pair.target.arch,
-        )
-        return f"{label or self.row_name} {src}→{tgt}"
+        from transmiter.models.labels import node_label
+
+        return f"{label or self.row_name} {node_label(ctx.cfg.pair.source)}→{node_label(ctx.cfg.pair.target)}"
 
 
 class TransMiter(TransferMethod):
@@ -617,14 +626,12 @@ class TransMiter(TransferMethod):
 
     @staticmethod
     def _load_moved(stage, t: Transfer):
-        from transmiter.transfer.artifact import load_adapter_artifact
-
-        return load_adapter_artifact(
+        return _load_stage_artifact(
             stage.outputs["artifact"],
             expect_classnames=t.classnames,
             expect_aux=t.aux,
             expect_target_model=t.target.identity,
-        ).adapter
+        )
 
     def _result(
         self, ctx, adapter, classnames, aux, data, source, target, artifact, extra=None, on=None
@@ -777,8 +784,8 @@ class TransMiterDiagnostics(TransMiter):
       to the target: what logit-space adaptation can give the target at all.
 
     Same recipe and stages as TransMiter: in a study all but the oracle's fit are reused. Returns one
-    result per row; a row that cannot run (the fine-tuner cannot train the target) is recorded as
-    skipped with the reason.
+    result per row; a row that cannot run (the fine-tuner cannot train the target) comes back marked
+    `extra.skipped` with the reason, which the job prints and lists in job.json instead of a record.
     """
 
     def __init__(self, *args: Any, rows: Sequence[str] = tuple(DIAGNOSTIC_ROWS), **kwargs: Any):
@@ -850,7 +857,8 @@ class TransMiterDiagnostics(TransMiter):
             log.warning("%s: row skipped: %s", self._row(ctx, DIAGNOSTIC_ROWS["target_oracle"]), reason)
             return MethodResult(metrics={}, row="", method=self.name, extra={"skipped": reason})
         with ctx.timed("target_finetune_s"):
-            tuned = ctx.load_model(self.source_finetune.tuned_spec(ctx, ctx.cfg.pair.target))
+            tuned_spec = self.source_finetune.tuned_spec(ctx, ctx.cfg.pair.target)
+            tuned = self.source_finetune.load_tuned(ctx, tuned_spec)
         fitted = self._fit_stage(ctx, target, tuned, classnames, aux, data)
         adapter = self.load_fitted(ctx, fitted, classnames, aux, target)
         result = self._result(

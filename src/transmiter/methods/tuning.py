@@ -64,7 +64,7 @@ class FineTune:
     # ------------------------------------------------------------------ the training stage
     def tuned_spec(self, ctx, model_node):
         """The fine-tuned model's ModelSpec (training it first unless the stage is already done)."""
-        from transmiter.data.datum import split_identity
+        from transmiter.data.datum import files_identity, split_identity
         from transmiter.models.clip import ModelSpec, resolve_quick_gelu
 
         base_bundle = ctx.load_model(model_node)
@@ -76,6 +76,7 @@ class FineTune:
             "model": base_bundle.identity,
             "dataset": splits.name,
             "train": split_identity(splits, ("train",)),
+            "train_files": files_identity(splits.train),  # a replaced image trains the stage again
             "template": self._template(ctx),
             # where Skip Tuning keeps its token cache changes no result: not part of the identity
             "hparams": {k: v for k, v in kwargs.items() if k != "cache_dir"},
@@ -105,6 +106,18 @@ class FineTune:
             force_quick_gelu=resolve_quick_gelu(spec),
             extra=dict(spec.extra),
         )
+
+    @staticmethod
+    def load_tuned(ctx, tuned_spec):
+        """The fine-tuned model of `tuned_spec` (from `tuned_spec()`); weights that cannot be read name the
+        stage folder to delete, not `model.pretrained` (a key the user never set)."""
+        from transmiter.models.clip import ModelError
+        from transmiter.stages import unreadable_output
+
+        try:
+            return ctx.load_model(tuned_spec)
+        except ModelError as err:
+            raise unreadable_output(tuned_spec.pretrained, err) from err
 
     def _train(self, ctx, spec, splits, kwargs: dict[str, Any], stage_dir: Path) -> dict:
         from safetensors.torch import save_file
@@ -191,7 +204,7 @@ class FineTune:
         from transmiter.models.encoder_flops import image_encoder_flops
 
         # trained on the job's own dataset; scored on the dataset of `ctx` (a setting target, if any)
-        tuned = ctx.load_model(self.tuned_spec(ctx.training, ctx.cfg.model))
+        tuned = self.load_tuned(ctx, self.tuned_spec(ctx.training, ctx.cfg.model))
         templates = [self._template(ctx)]
         accuracies, split_ids = {}, {}
         for group in ctx.cfg.setting.eval_groups:
@@ -216,7 +229,9 @@ class FineTune:
 
 
 def _label(node) -> str:
-    return str(node.get("name") or node.arch)
+    from transmiter.models.labels import node_label
+
+    return str(node_label(node))
 
 
 def _only_new(partial: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:

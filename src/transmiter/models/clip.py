@@ -46,9 +46,16 @@ class ModelSpec:
 
     @property
     def label(self) -> str:
+        """The name in rows and reports; a random-init model is labelled as such (models.labels)."""
+        from transmiter.models.labels import model_label
+
         if self.name:
-            return self.name
-        return self.arch if not self.pretrained else f"{self.arch}/{Path(str(self.pretrained)).name}"
+            return model_label(self.name, self.arch, self.pretrained)
+        return (
+            model_label(None, self.arch, None)
+            if not self.pretrained
+            else f"{self.arch}/{Path(str(self.pretrained)).name}"
+        )
 
     @property
     def pretrained_is_path(self) -> bool:
@@ -222,16 +229,17 @@ def load_clip(
                 model = open_clip.create_model(
                     spec.arch, pretrained=pretrained, precision=spec.precision, device=device, **kwargs
                 )
-    except RuntimeError as err:
-        raise ModelError(
-            f"could not load model.arch={spec.arch!r} with model.pretrained={spec.pretrained!r}: {err}. "
-            "If this is a tag, the weights must be in the local open_clip/HF cache or downloadable; "
-            "otherwise pass a local checkpoint path."
-        ) from err
     except Exception as err:  # truncated or foreign checkpoint files raise many different types
+        if pretrained and not spec.pretrained_is_path and isinstance(err, RuntimeError):
+            raise ModelError(
+                f"could not load model.arch={spec.arch!r} with model.pretrained={spec.pretrained!r}: {err}. "
+                "The tag's weights must be in the local open_clip/HF cache or downloadable (online); or pass "
+                "a local checkpoint path."
+            ) from err
         raise ModelError(
             f"model.pretrained={spec.pretrained!r} could not be read as a {spec.arch} checkpoint "
-            f"({type(err).__name__}: {err}); re-create or re-download it"
+            f"({checkpoint_problem(err)}); re-create or re-download it, as .safetensors or as a torch file "
+            "holding tensors only"
         ) from err
     model.eval()
     tokenizer = open_clip.get_tokenizer(spec.arch)
@@ -261,6 +269,21 @@ def load_clip(
         std=std,  # type: ignore[arg-type]
         train_crop_scale=crop,
     )
+
+
+def checkpoint_problem(err: BaseException) -> str:
+    """Why a checkpoint file could not be read, in one line. torch's refusal of pickled objects suggests
+    `weights_only=False`, which would run whatever code the file holds: never pass that on."""
+    import pickle
+
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) or "weights_only" in text:
+        return (
+            "not a weights-only torch checkpoint: the file is not a torch checkpoint at all, or it holds "
+            "pickled Python objects besides tensors, which transmiter never loads because unpickling can run code"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def weights_hash(model: torch.nn.Module) -> str:

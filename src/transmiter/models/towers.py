@@ -148,6 +148,22 @@ def _text(model: nn.Module) -> _TextParts:
     )
 
 
+def split_problem_of_config(arch: str, arch_cfg: dict) -> str | None:
+    """Why Skip Tuning could not split the towers of the model that the open_clip config `arch_cfg` builds,
+    read from the config alone (no model, no weights), or None when both towers are open_clip Transformers.
+    The same answer as `check_splittable` on the built model, early enough to refuse a config."""
+    vision, text = arch_cfg.get("vision_cfg") or {}, arch_cfg.get("text_cfg") or {}
+    if isinstance(vision.get("layers"), list | tuple):
+        return f"the image tower of {arch} is a ResNet (ModifiedResNet), which cannot be split at a block"
+    if vision.get("timm_model_name"):
+        return (
+            f"the image tower of {arch} is a timm model ({vision['timm_model_name']}), which cannot be split"
+        )
+    if text.get("hf_model_name"):
+        return f"the text tower of {arch} is a Hugging Face model ({text['hf_model_name']}), which cannot be split"
+    return None
+
+
 def check_splittable(model: nn.Module) -> None:
     """Raise `TowerSplitError` unless both towers can be split at a block."""
     _vit(model)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transmiter.models.labels import node_label
 from transmiter.reporting.ordering import dataset_sort_key, method_family, setting_sort_key
 from transmiter.reporting.tables import AVERAGE, MISSING, diagnostic_of, latest_records, source_of
 
@@ -58,16 +59,12 @@ class RegimeLine:
 def pair_label(rec: dict[str, Any]) -> str | None:
     """'source→target' from the record's resolved pair config (model `name`, else `arch`)."""
     pair = (rec.get("config") or {}).get("pair") or {}
-    labels = [
-        (pair.get(role) or {}).get("name") or (pair.get(role) or {}).get("arch")
-        for role in ("source", "target")
-    ]
-    return "→".join(labels) if all(labels) else None
+    labels = [node_label(pair.get(role) or {}) for role in ("source", "target")]
+    return "→".join(labels) if all(labels) else None  # type: ignore[arg-type]
 
 
 def _model_label(rec: dict[str, Any], role: str) -> str | None:
-    node = ((rec.get("config") or {}).get("pair") or {}).get(role) or {}
-    return node.get("name") or node.get("arch")
+    return node_label(((rec.get("config") or {}).get("pair") or {}).get(role) or {})
 
 
 def _finetuner_label(name: str, ft_rec: dict[str, Any] | None, role: str) -> str:
