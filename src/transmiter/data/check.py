@@ -13,7 +13,11 @@ Usage::
 It reports, in this order and as far as it can get: the dataset folder, the split / metadata files and the
 image folder (all listed at once), then structural problems (malformed split file, missing class folders,
 wrong class count), then images that the split references but that are absent (count, first few paths and
-missing folders). Existence is checked by listing folders; images are never opened.
+missing folders). Existence is checked by listing folders; images are opened only with ``decode=True``
+(``transmiter data check --decode``), which decodes every image of the splits and lists those that fail::
+
+    report = check_dataset(spec, "/data", decode=True)
+    report.unreadable                # {path: reason} of the images that cannot be decoded
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class DatasetCheckReport:
     num_classes: int | None = None
     missing_images: int = 0
     missing_examples: list[str] = field(default_factory=list)
+    decoded: bool = False  # whether every image was opened and decoded (decode=True)
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> why it cannot be decoded
 
     @property
     def ok(self) -> bool:
@@ -70,13 +76,20 @@ class DatasetCheckReport:
         if self.split_sizes:
             sizes = " / ".join(f"{split} {size:,}" for split, size in self.split_sizes.items())
             lines.append(f"  classes {self.num_classes}; {sizes}")
+        if self.ok:
+            lines.append(
+                "  every image decoded"
+                if self.decoded
+                else "  files present; images not opened (--decode decodes every image and lists unreadable ones)"
+            )
         for problem in self.problems:
             lines.extend("  " + line for line in problem.splitlines())
         return "\n".join(lines)
 
 
-def check_dataset(spec: DatasetSpec, data_dir: str | os.PathLike) -> DatasetCheckReport:
-    """Everything that is missing or malformed for ``spec`` under ``data_dir`` (never raises for those)."""
+def check_dataset(spec: DatasetSpec, data_dir: str | os.PathLike, decode: bool = False) -> DatasetCheckReport:
+    """Everything that is missing or malformed for ``spec`` under ``data_dir`` (never raises for those);
+    with ``decode``, also every image of the splits that cannot be decoded."""
     root = dataset_root(spec, data_dir)
     report = DatasetCheckReport(name=spec.name, root=root)
     missing_paths = missing_required_paths(spec, root)
@@ -97,4 +110,22 @@ def check_dataset(spec: DatasetSpec, data_dir: str | os.PathLike) -> DatasetChec
         report.missing_examples = missing.examples
         if missing.count:
             report.problems.append(describe_missing_images(spec, root, missing))
+    if decode and not report.problems:
+        _decode_all(report, splits)
     return report
+
+
+def _decode_all(report: DatasetCheckReport, splits) -> None:
+    from transmiter.data.dataset import unreadable_images  # PIL and torch only when asked to decode
+
+    paths = [d.impath for split in ("train", "val", "test") for d in splits.split(split)]
+    report.unreadable = unreadable_images(paths)
+    report.decoded = True
+    if report.unreadable:
+        shown = "\n".join(f"  {path} ({why})" for path, why in list(report.unreadable.items())[:10])
+        more = len(report.unreadable) - 10
+        report.problems.append(
+            f"{len(report.unreadable)} of {len(set(paths)):,} images cannot be decoded:\n{shown}"
+            + (f"\n  ... and {more} more" if more > 0 else "")
+            + "\ndownload / extract them again, or run with dataset.on_corrupt_image=skip to leave them out"
+        )

@@ -134,21 +134,52 @@ def write_record(ctx, result, subdir: str | None = None) -> Path:
     return path
 
 
-def load_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Every results record in the given files or below the given folders (newest layout first)."""
-    records = []
+# what a record needs to be tabulated
+REQUIRED_FIELDS = ("row", "setting", "dataset", "seed", "metrics")
+
+
+def record_problem(rec: Any) -> str | None:
+    """Why a parsed results.json cannot be used in a report, or None when it can."""
+    if not isinstance(rec, dict):
+        return f"holds a JSON {type(rec).__name__}, not a results record (an object)"
+    if rec.get("schema") != SCHEMA_VERSION:
+        return f"schema {rec.get('schema')!r}, not {SCHEMA_VERSION}: written by another version of transmiter"
+    missing = [k for k in REQUIRED_FIELDS if k not in rec]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    metrics = rec["metrics"]
+    if not isinstance(metrics, dict) or not metrics:
+        return "has no metrics (the row did not run)"
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()):
+        return f"has non-numeric metrics {metrics}"
+    if "base" not in metrics:
+        return f"has no base accuracy among its metrics {sorted(metrics)}"
+    return None
+
+
+def scan_records(paths: Iterable[str | os.PathLike]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """(usable records, {path: why unusable}) of every results record in the given files or below the
+    given folders: one bad file never hides the others."""
+    records, problems = [], {}
     for p in paths:
         p = Path(p)
         files = [p] if p.is_file() else sorted(p.rglob(RECORD_FILE))
         for f in files:
             try:
                 rec = json.loads(f.read_text())
-            except (OSError, json.JSONDecodeError) as err:
-                raise ValueError(
-                    f"results record {f} is not valid JSON ({err}); delete or re-run it"
-                ) from err
-            if rec.get("schema") != SCHEMA_VERSION:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                problems[str(f)] = f"is not valid JSON ({err})"
+                continue
+            problem = record_problem(rec)
+            if problem is not None:
+                problems[str(f)] = problem
                 continue
             rec["_path"] = str(f)
             records.append(rec)
-    return records
+    return records, problems
+
+
+def load_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """The usable results records in the given files or below the given folders (`scan_records` says why
+    the others were left out)."""
+    return scan_records(paths)[0]

@@ -23,7 +23,7 @@ from pathlib import Path
 from transmiter.io import atomic_write
 from transmiter.reporting.cost_table import CostRow, cost_table, costs_markdown, write_costs_csv
 from transmiter.reporting.plots import plot_cost_scatter, plot_results, plot_shot_curves
-from transmiter.reporting.records import load_records
+from transmiter.reporting.records import scan_records
 from transmiter.reporting.regime import RegimeLine, regime_lines, regime_markdown, write_regime_csv
 from transmiter.reporting.tables import Row, results_table, settings_of, shot_values, to_markdown, write_csv
 
@@ -150,7 +150,9 @@ def update_readme(path: str | Path, content: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="transmiter report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="transmiter report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("paths", nargs="+", help="results.json files or folders to search")
     parser.add_argument(
         "--out", default="outputs/report", help="folder for results.{md,csv,png}, costs.csv, ..."
@@ -167,13 +169,15 @@ def main(argv: list[str] | None = None) -> int:
         help="method row order (canonical: the paper's order, unknown methods last)",
     )
     args = parser.parse_args(argv)
-    records = load_records(args.paths)
+    records, problems = scan_records(args.paths)
     if args.study:
         records = [r for r in records if r.get("study") == args.study]
+    skipped = _skipped_lines(problems)
     if not records:
         print(
-            f"no results records found under {', '.join(args.paths)}"
+            f"no usable results records found under {', '.join(args.paths)}"
             + (f" for study {args.study!r}" if args.study else "")
+            + skipped
         )
         return 1
     title = args.title or (f"Results: {args.study}" if args.study else "Results")
@@ -183,6 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}")
         return 2
     written = ", ".join(str(p) for p in paths.values())
-    print(f"wrote {written} from {len(records)} records\n")
+    print(f"wrote {written} from {len(records)} records{skipped}\n")
     print(paths["markdown"].read_text())  # the result is the last thing a report (and `make demo`) prints
     return 0
+
+
+def _skipped_lines(problems: dict[str, str]) -> str:
+    """The records left out, one line each with the reason (delete or re-run them)."""
+    if not problems:
+        return ""
+    lines = [f"\nleft out {len(problems)} unusable record(s) (delete or re-run them):"]
+    lines += [f"  {path}: {why}" for path, why in sorted(problems.items())]
+    return "\n".join(lines)
