@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 export TRANSMITER_ROOT ?= $(CURDIR)
 
-.PHONY: help setup test test-all test-slow test-slurm lint format smoke demo report clean clean-cache
+.PHONY: help setup test test-all test-slow test-slurm lint format smoke demo demo-readme report clean clean-cache
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -52,20 +52,32 @@ WORLD ?= $(DEFAULT_WORLD)
 WORLDS := domain_shift class_knowledge
 # each world's generated results block: the default world's in the study README, another's beside it
 study_readme = experiments/$(1)/$(if $(filter $(DEFAULT_WORLD),$(2)),README.md,$(2).md)
+# The studies write under outputs/ only (the tracked tree stays clean); the *-readme targets copy their
+# tables into the tracked READMEs.
+demo_report = $(RUN) transmiter report outputs/demo/$(1) --out outputs/demo/$(1)/report --study demo \
+	--title "Demo study: the $(1) world"
+demo_full_report = $(RUN) transmiter report outputs/demo_full/$(1) --out outputs/demo_full/$(1)/report \
+	--study demo_full --title "The synthetic study at full size: the $(1) world"
 
-demo: setup ## The whole study on a synthetic world, no download (WORLD=domain_shift|class_knowledge; cold 10-13 min, warm ~1 min on 2 cores)
+demo: setup ## The whole study on a synthetic world, no download (WORLD=domain_shift|class_knowledge; cold 10-13 min, warm ~1 min on 2 cores); report in outputs/demo/<world>/report
 	$(RUN) transmiter world build world=$(WORLD)
 	$(RUN) transmiter -m experiment=demo world=$(WORLD)
-	$(RUN) transmiter report outputs/demo/$(WORLD) --out outputs/demo/$(WORLD)/report --study demo \
-		--title "Demo study: the $(WORLD) world" --readme $(call study_readme,demo,$(WORLD))
+	$(call demo_report,$(WORLD))
+
+demo-readme: setup ## After make demo: refresh the world's results block in experiments/demo (WORLD=...)
+	$(call demo_report,$(WORLD)) --readme $(call study_readme,demo,$(WORLD))
 
 reproduce-demo: $(addprefix reproduce-demo-,$(WORLDS)) ## The synthetic study at full size: both worlds, every benchmark x 2 settings x 3 seeds
 
 reproduce-demo-%: setup
 	$(RUN) transmiter world build world=$*
 	$(RUN) transmiter -m experiment=demo_full world=$*
-	$(RUN) transmiter report outputs/demo_full/$* --out outputs/demo_full/$*/report --study demo_full \
-		--title "The synthetic study at full size: the $* world" --readme $(call study_readme,demo_full,$*)
+	$(call demo_full_report,$*)
+
+reproduce-demo-readme: $(addprefix reproduce-demo-readme-,$(WORLDS)) ## After make reproduce-demo: refresh both worlds' results blocks in experiments/demo_full
+
+reproduce-demo-readme-%: setup
+	$(call demo_full_report,$*) --readme $(call study_readme,demo_full,$*)
 
 report: setup ## Tables and plots from every results record under outputs/
 	$(RUN) transmiter report outputs --out outputs/report
@@ -98,7 +110,7 @@ STUDY_TRAINER := $(if $(filter 1,$(GPUS)),gpu,ddp trainer.devices=$(GPUS) traine
 endif
 STUDY_ARGS = paths.data_dir=$(DATA) pair=$(PAIR) trainer=$(STUDY_TRAINER)
 
-.PHONY: reproduce-b2n reproduce-b2b reproduce-fewshot reproduce-xd reproduce-dg reproduce-demo wandb-sync
+.PHONY: reproduce-b2n reproduce-b2b reproduce-fewshot reproduce-xd reproduce-dg reproduce-demo reproduce-demo-readme wandb-sync
 
 reproduce-b2n: setup ## Base-to-novel study, 11 datasets x 3 seeds (DATA=, PAIR=, GPUS=, SLURM=1 PARTITION=, DOWNLOAD=1, DRY_RUN=1 lists jobs)
 	@$(MAKE) --no-print-directory _reproduce STUDY=b2n
