@@ -276,10 +276,10 @@ def _readme_table(heading: str) -> list[list[str]]:
 
 
 def _backticked(cell: str) -> set[str]:
-    """The names in backticks (commands such as `make demo` have spaces and are left out)."""
+    """The config names in backticks (commands such as `make demo` or `WANDB_MODE=online` are left out)."""
     import re
 
-    return {name for name in re.findall(r"`([^`]+)`", cell) if " " not in name}
+    return {name for name in re.findall(r"`([^`]+)`", cell) if re.fullmatch(r"[\w\-]+", name)}
 
 
 @pytest.mark.parametrize(
