@@ -19,7 +19,9 @@ import argparse
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="transmiter features", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="transmiter features", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_import = sub.add_parser("import", help="run the study's rows on feature files (no images needed)")
     p_import.add_argument(

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from transmiter.data.datum import files_identity
 from transmiter.features.store import ArrayCache, canonical_json
 
 FEATURE_DTYPE = np.float16  # L2-normalised features: fp16 keeps 3 significant digits of a cosine
@@ -147,8 +148,6 @@ class _Publisher:
 def feature_identity(bundle, items: Sequence[Any], view: ViewSpec, extra: Mapping[str, Any]) -> dict:
     root = getattr(items[0], "impath", "") if items else ""
     root = str(root).rsplit("/", 3)[0] if root else None
-    from transmiter.data.datum import files_identity
-
     return {
         "kind": "image-features/v2",
         "model": bundle.identity,
