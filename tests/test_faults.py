@@ -393,3 +393,41 @@ def test_a_random_init_model_is_labelled_as_such_in_rows_and_reports(compose, tm
     assert record["row"] == "Zero-shot ViT-B-16 (random init)"
     paths = write_report([record], tmp_path / "report")
     assert "Zero-shot ViT-B-16 (random init)" in paths["markdown"].read_text()
+
+
+def test_curves_and_settings_are_logged_per_stage_and_model(compose, tmp_path):
+    """Tracking per role (a CSV logger here, wandb in test_tracking.py): each training stage's curves carry
+    the stage and the model they belong to, and the logged config keeps every stage's settings where they
+    live in the config (no stage's `lr` or `epochs` at the top level, overwriting another's)."""
+    import csv
+
+    import yaml
+
+    out = tmp_path / "run"
+    cfg = compose(
+        [
+            "experiment=smoke",
+            "pair=tiny_random",
+            "method=transmiter",
+            "method@method.source_finetune=ft",
+            "method.source_finetune.module.epochs=2",
+            "method.source_finetune.module.lr=2e-5",
+            "method.fit.epochs=1",
+            "method.fit.lr=3e-3",
+            "method.K=64",
+            "method.views=1",
+            "logger=csv",
+            f"paths.output_dir={out}",
+        ]
+    )
+    _fake_data(cfg)
+    run(cfg)
+    (version,) = (out / "csv").iterdir()
+    with open(version / "metrics.csv") as handle:
+        columns = next(csv.reader(handle))
+    assert "ft/tiny-random/train/loss_epoch" in columns and "fit/tiny-random/train/kl" in columns, columns
+    assert not [c for c in columns if c.startswith("train/")], columns  # no curve without its stage
+    logged = yaml.safe_load((version / "hparams.yaml").read_text())
+    assert not {"lr", "epochs", "momentum", "weight_decay"} & set(logged), sorted(logged)
+    assert logged["method"]["source_finetune"]["module"]["lr"] == 2e-5
+    assert logged["method"]["fit"]["lr"] == 3e-3

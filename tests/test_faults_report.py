@@ -61,5 +61,5 @@ def test_only_unusable_records_say_so_without_a_plotting_error(tmp_path, capsys)
     _write(runs, "b", "[]")
     assert report_main([str(runs), "--out", str(tmp_path / "report")]) == 1
     out = capsys.readouterr().out
-    assert "no usable results records found" in out and "has no metrics" in out and "holds a JSON list" in out
+    assert "no results records found" in out and "has no metrics" in out and "holds a JSON list" in out
     assert "Number of rows" not in out and not (tmp_path / "report").exists()

@@ -28,7 +28,9 @@ def model_label(name: str | None, arch: str, pretrained: Any) -> str:
 
 
 def node_label(node: Mapping[str, Any] | Any) -> str | None:
-    """The label of a model config node (DictConfig or plain dict); None without an architecture."""
+    """The label of a model config node (DictConfig or plain dict); None without an architecture. A node
+    that does not say what it was initialised from (no `pretrained` key) is not taken for random init."""
     if not node or not node.get("arch"):
         return None
-    return model_label(node.get("name"), str(node.get("arch")), node.get("pretrained"))
+    pretrained = node.get("pretrained") if "pretrained" in node else "unknown"
+    return model_label(node.get("name"), str(node.get("arch")), pretrained)

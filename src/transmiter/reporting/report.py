@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     skipped = _skipped_lines(problems)
     if not records:
         print(
-            f"no usable results records found under {', '.join(args.paths)}"
+            f"no results records found under {', '.join(args.paths)}"
             + (f" for study {args.study!r}" if args.study else "")
             + skipped
         )
