@@ -291,6 +291,7 @@ def _backticked(cell: str) -> set[str]:
         "callbacks",
         "experiment",
         "hydra/launcher",
+        "world",
     ],
 )
 def test_the_readme_lists_every_shipped_config(group):

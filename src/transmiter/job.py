@@ -68,9 +68,10 @@ def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
         row = result.row or result.method or "?"
         reason = str(result.extra["skipped"])
         not_run[_scored_label(scored_ctx, result, len(contexts)) if result.row else row] = reason
-        print(
-            f"{row} | {scored_ctx.cfg.dataset.name} | {cfg.setting.name} | seed {cfg.seed}: not run ({reason})"
-        )
+        if is_global_zero():
+            print(
+                f"{row} | {scored_ctx.cfg.dataset.name} | {cfg.setting.name} | seed {cfg.seed}: not run ({reason})"
+            )
     scored = [(c, r) for c, r in scored if not r.extra.get("skipped")]
     trained_on = _train_split_identity(ctx)
     paths = []
@@ -89,6 +90,8 @@ def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
     if is_global_zero():  # one table per scored dataset, the last thing a job prints
         for scored_ctx in contexts:
             rows = [r for c, r in scored if c is scored_ctx]
+            if not rows:
+                continue
             name = scored_ctx.cfg.dataset.name
             log.info("%s | %s | seed %s\n%s", name, cfg.setting.name, cfg.seed, results_table(rows))
     log_results(ctx, scored)
