@@ -13,20 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.toys import write_fake_data
 from transmiter.app import run
 from transmiter.cli import SUBCOMMANDS
 from transmiter.config import ConfigError, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _fake_data(cfg, classes: int = 6, per_class=(4, 2, 3)):
-    from transmiter.config.instantiate import dataset_spec_from_config
-    from transmiter.data.fake import write_fake_dataset
-
-    return write_fake_dataset(
-        dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=classes, per_class=per_class
-    )
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -152,7 +144,7 @@ def test_sweep_and_option_values_are_not_mistaken_for_keys():
 )
 def test_bad_values_are_refused_before_any_stage_starts(compose, tmp_path, overrides, key, fix):
     cfg = compose(["experiment=smoke", "pair=tiny_random", f"paths.output_dir={tmp_path}/run", *overrides])
-    _fake_data(cfg)
+    write_fake_data(cfg)
     with pytest.raises(ConfigError) as err:
         run(cfg)
     message = str(err.value)
@@ -237,7 +229,7 @@ def test_data_check_says_whether_images_were_decoded(compose, tmp_path):
     from transmiter.context import RunContext
 
     cfg = compose(["experiment=smoke", f"paths.data_dir={tmp_path}/data", f"paths.output_dir={tmp_path}/o"])
-    _fake_data(cfg)
+    write_fake_data(cfg)
     bad = RunContext.from_config(cfg).splits("all").test[0].impath
     Path(bad).write_bytes(Path(bad).read_bytes()[:40])
     args = ["check", "dataset=smoke", f"paths.data_dir={tmp_path}/data"]
@@ -388,7 +380,7 @@ def test_a_random_init_model_is_labelled_as_such_in_rows_and_reports(compose, tm
     assert ModelSpec("tm-tiny-ViT", None, name="tiny-random").label == "tiny-random"  # says so already
 
     cfg = compose(["experiment=smoke", "model.name=ViT-B-16", f"paths.output_dir={tmp_path}/run"])
-    _fake_data(cfg)
+    write_fake_data(cfg)
     run(cfg)
     (record,) = load_records([tmp_path / "run"])
     assert record["row"] == "Zero-shot ViT-B-16 (random init)"
@@ -421,7 +413,7 @@ def test_curves_and_settings_are_logged_per_stage_and_model(compose, tmp_path):
             f"paths.output_dir={out}",
         ]
     )
-    _fake_data(cfg)
+    write_fake_data(cfg)
     run(cfg)
     (version,) = (out / "csv").iterdir()
     with open(version / "metrics.csv") as handle:

@@ -11,18 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.toys import write_fake_data
 from transmiter.app import run
 from transmiter.context import RunContext
 from transmiter.data.errors import DatasetError
-
-
-def _fake(cfg):
-    from transmiter.config.instantiate import dataset_spec_from_config
-    from transmiter.data.fake import write_fake_dataset
-
-    write_fake_dataset(
-        dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=6, per_class=(4, 2, 3)
-    )
 
 
 def _entries(cfg) -> set[Path]:
@@ -43,7 +35,7 @@ def _zeroshot(compose, tmp_path, *overrides):
 
 def test_a_replaced_image_recomputes_exactly_the_entries_that_used_it(compose, tmp_path):
     cfg = _zeroshot(compose, tmp_path)
-    _fake(cfg)
+    write_fake_data(cfg)
     run(cfg)
     before = _entries(cfg)
     assert len(before) == 2  # the test images of the base and of the novel classes
@@ -62,7 +54,7 @@ def test_a_replaced_image_recomputes_exactly_the_entries_that_used_it(compose, t
 
 def test_a_corrupted_image_meets_the_corrupt_image_policy_not_the_old_features(compose, tmp_path, caplog):
     cfg = _zeroshot(compose, tmp_path)
-    _fake(cfg)
+    write_fake_data(cfg)
     run(cfg)
     bad = RunContext.from_config(cfg).splits("base").test[1].impath
     stat = os.stat(bad)
@@ -87,7 +79,7 @@ def test_training_stages_key_on_the_image_files_too(compose, tmp_path):
     from transmiter.data.datum import files_identity, split_identity
 
     cfg = _zeroshot(compose, tmp_path)
-    _fake(cfg)
+    write_fake_data(cfg)
     splits = RunContext.from_config(cfg).splits("base")
     ids = (split_identity(splits, ("train",)), files_identity(splits.train))
     _replace_image(splits.train[0].impath)

@@ -18,18 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.toys import write_fake_data
 from transmiter.app import run
 from transmiter.io import LogFileHandler, WriteError, atomic_write, check_folder
 from transmiter.planning import JOB_FILE
-
-
-def _fake(cfg):
-    from transmiter.config.instantiate import dataset_spec_from_config
-    from transmiter.data.fake import write_fake_dataset
-
-    write_fake_dataset(
-        dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=6, per_class=(4, 2, 3)
-    )
 
 
 @pytest.fixture
@@ -86,7 +78,7 @@ def test_a_cache_folder_under_a_regular_file_is_refused_before_the_feature_pass(
     cfg = compose(
         ["experiment=smoke", f"paths.output_dir={tmp_path}/o", f"paths.cache_dir={blocker}/transmiter"]
     )
-    _fake(cfg)
+    write_fake_data(cfg)
     with pytest.raises(WriteError, match=r"^paths.cache_dir=.* is a regular file, not a folder"):
         run(cfg)
     assert not (tmp_path / "o" / "results.json").exists()
@@ -141,7 +133,7 @@ def test_a_disk_that_fills_during_the_job_names_the_file_and_leaves_nothing_half
 
     out = tmpfs("3m") / "run"
     cfg = compose(["experiment=smoke", f"paths.output_dir={out}"])
-    _fake(cfg)
+    write_fake_data(cfg)
     monkeypatch.setenv("TRANSMITER_MIN_FREE_MB", "1")
     real_write_record = job.write_record
 
@@ -181,7 +173,7 @@ def test_injected_enospc_names_the_file_and_leaves_no_temporary_file(compose, tm
     if target == "stage.json":
         overrides += ["method=ft", "method.module.epochs=1"]
     cfg = compose(overrides)
-    _fake(cfg)
+    write_fake_data(cfg)
     with pytest.raises(WriteError) as err:
         run(cfg)
     message = str(err.value)

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tests.toys import write_fake_data
 from transmiter.app import run
 from transmiter.config import CONFIG_DIR, ConfigError, validate_config
 from transmiter.reporting.records import load_records
@@ -31,15 +32,6 @@ def _tiny_arch(arch: str) -> str:
 
         return register_tiny_config("tm-tiny-RN", TINY_RESNET)
     return arch if arch.startswith("Synth") else "tm-tiny-ViT"
-
-
-def _fake(cfg):
-    from transmiter.config.instantiate import dataset_spec_from_config
-    from transmiter.data.fake import write_fake_dataset
-
-    write_fake_dataset(
-        dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=6, per_class=(4, 2, 3)
-    )
 
 
 def _source_arch(compose, pair: str) -> str:
@@ -75,7 +67,7 @@ def test_a_resnet_source_is_refused_before_any_model_is_loaded(compose, tmp_path
     cfg = compose(
         ["experiment=smoke", "method=transmiter", "pair=rn50_to_vit_b16", f"paths.output_dir={tmp_path}/o"]
     )
-    _fake(cfg)
+    write_fake_data(cfg)
     with pytest.raises(ConfigError, match=r"add method@method.source_finetune=ft to the command"):
         run(cfg)
     cfg = compose(["experiment=smoke", "method=skip_tuning", "model=RN50", f"paths.output_dir={tmp_path}/o"])
@@ -108,7 +100,7 @@ def test_every_shipped_pair_runs_transmiter_on_tiny_versions_of_its_architecture
     if str(base.pair.source.arch).startswith("RN"):
         overrides.append("method@method.source_finetune=ft")  # what the validation error names
     cfg = compose([*overrides, *SHORT])
-    _fake(cfg)
+    write_fake_data(cfg)
     metrics = run(cfg)
     assert set(metrics) == {"base", "novel", "hm"}
 
@@ -130,7 +122,7 @@ def test_a_resnet_pair_study_has_no_empty_rows(compose, tmp_path, capsys):
             f"paths.output_dir={out}",
         ]
     )
-    _fake(cfg)
+    write_fake_data(cfg)
     run(cfg)
     printed = capsys.readouterr().out
     assert ": {}" not in printed

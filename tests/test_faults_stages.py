@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.toys import write_fake_data
 from transmiter.app import run
 from transmiter.stages import DONE_FILE, StageStore
 
@@ -105,15 +106,6 @@ TRANSFER = [
 ]
 
 
-def _fake(cfg):
-    from transmiter.config.instantiate import dataset_spec_from_config
-    from transmiter.data.fake import write_fake_dataset
-
-    write_fake_dataset(
-        dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=6, per_class=(4, 2, 3)
-    )
-
-
 def _stage_folders(out: Path) -> dict[str, Path]:
     ledger = json.loads((out / "stages.json").read_text())
     return {entry["name"]: Path(entry["path"]) for entry in ledger.values()}
@@ -142,7 +134,7 @@ def test_every_kind_of_stage_output_heals_to_the_same_metrics(compose, tmp_path,
     rewritten) and gives the same metrics."""
     out = tmp_path / "run"
     cfg = compose([*TRANSFER, f"paths.output_dir={out}"])
-    _fake(cfg)
+    write_fake_data(cfg)
     metrics = run(cfg)
     stages = _stage_folders(out)
     assert set(stages) == {"ft", "adapter_fit", "adapter_transfer", "adapter_refine"}
@@ -179,7 +171,7 @@ def test_skip_tuning_weights_heal(compose, tmp_path, caplog):
             f"paths.output_dir={out}",
         ]
     )
-    _fake(cfg)
+    write_fake_data(cfg)
     metrics = run(cfg)
     file = _stage_folders(out)["skip_tuning"] / "model.safetensors"
     _flip_byte(file, offset=file.stat().st_size - 10)  # inside the tensors, past the header
@@ -202,7 +194,7 @@ def test_an_unreadable_output_names_the_stage_folder_not_a_config_key(compose, t
     out = tmp_path / "run"
     transmiter = [o for o in TRANSFER if not o.startswith(("method=", "method.refine"))]
     cfg = compose([*transmiter, "method=transmiter", f"paths.output_dir={out}"])
-    _fake(cfg)
+    write_fake_data(cfg)
     run(cfg)
     folder = _stage_folders(out)[stage]
     _forget_output_hashes(folder)

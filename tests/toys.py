@@ -118,3 +118,14 @@ class SolidColourDataset(Dataset):
         eps = torch.randn(3, self.image_size, self.image_size, generator=gen)
         image = self.colours[label].view(3, 1, 1) + self.noise * eps
         return image, label, index
+
+
+def write_fake_data(cfg, classes: int = 6, per_class: tuple[int, int, int] = (4, 2, 3)):
+    """A fake copy of the composed config's dataset under its paths.data_dir (train, val, test images per
+    class); returns what `transmiter.data.fake.write_fake_dataset` returns."""
+    from transmiter.config.instantiate import dataset_spec_from_config
+    from transmiter.data.fake import write_fake_dataset
+
+    return write_fake_dataset(
+        dataset_spec_from_config(cfg.dataset), cfg.paths.data_dir, num_classes=classes, per_class=per_class
+    )
