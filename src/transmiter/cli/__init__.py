@@ -4,7 +4,8 @@ transmiter [hydra overrides]                 run one job (or a sweep with -m); -
 transmiter data check dataset=NAME [...]     report what a dataset folder is missing
 transmiter data fake dataset=NAME [...]      write a tiny fake copy of a dataset layout (tests, smoke)
 transmiter report PATH... [--out DIR]        tables (Markdown, CSV) and plots from results records
-transmiter world build [--scale demo|tiny]   pretrain (or reuse) the synthetic world's models and data
+transmiter world build [world=NAME]          pretrain (or reuse) a synthetic world's models and data
+transmiter world list                        the synthetic worlds and whether their weights are built
 transmiter weights check pair=NAME           report whether a run's pretrained weights are here (exit 1 if not)
 transmiter features import FOLDER [...]      the study's transfer rows from feature files (the authors' layout)
 transmiter features export [...]             a study's features and fine-tuned logits in that layout
