@@ -301,3 +301,17 @@ def test_shipped_weights_of_another_recipe_are_not_used(shipped, tmp_path, caplo
     assert _install_shipped("class_knowledge", "tiny", other, tmp_path, shipped[1]) == set()
     assert "another recipe" in caplog.text and "--force --update-shipped" in caplog.text
     assert _install_shipped("class_knowledge", "demo", other, tmp_path, shipped[1]) == set()  # other scale
+
+
+def test_the_weights_shipped_with_the_package_are_those_of_the_current_recipe():
+    """A change to the class_knowledge recipe (naming, steps, architecture) must come with refreshed weights
+    (`transmiter world build world=class_knowledge --force --update-shipped`), or `make demo` pretrains."""
+    from transmiter.io import file_digest
+    from transmiter.synthetic.build import SHIPPED_DIR, shipped_manifest
+
+    manifest = shipped_manifest("class_knowledge")
+    assert manifest is not None and manifest["scale"] == "demo"
+    spec = get_world("class_knowledge")
+    for model, entry in manifest["models"].items():
+        assert entry["key"] == spec.pretrain_config(model, "demo").key(), model
+        assert file_digest(SHIPPED_DIR / "class_knowledge" / entry["file"]) == entry["sha256"], model

@@ -192,7 +192,7 @@ def build_world(
 def ship_world(artifacts: WorldArtifacts, shipped_dir: Path = SHIPPED_DIR) -> Path:
     """Copy a built world's checkpoints into ``shipped_dir/<world>/`` with their manifest (scale, recipe key,
     SHA-256, training stats), so that :func:`build_world` installs them instead of training. The package
-    ships the demo scale of the default world."""
+    ships the demo scale of the class_knowledge world (`make demo`'s)."""
     spec = get_world(artifacts.world)
     folder = shipped_dir / artifacts.world
     folder.mkdir(parents=True, exist_ok=True)

