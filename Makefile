@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 export TRANSMITER_ROOT ?= $(CURDIR)
 
-.PHONY: help setup test test-all test-slow test-slurm lint format smoke demo demo-readme report clean clean-cache
+.PHONY: help setup test test-all test-slow test-slurm lint format smoke demo demo-readme demo-xd report clean clean-cache
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -78,6 +78,15 @@ reproduce-demo-readme: $(addprefix reproduce-demo-readme-,$(WORLDS)) ## After ma
 
 reproduce-demo-readme-%: setup
 	$(call demo_full_report,$*) --readme $(call study_readme,demo_full,$*)
+
+demo-xd: setup ## Cross-dataset, domain-generalisation and few-shot tables on the domain_shift world (see experiments/demo_xd)
+	$(RUN) transmiter world build
+	$(RUN) transmiter data synthetic
+	$(RUN) transmiter -m experiment=demo_xd
+	$(RUN) transmiter -m experiment=demo_dg
+	$(RUN) transmiter -m experiment=demo_fewshot
+	$(RUN) transmiter report outputs/demo_xd --out outputs/demo_xd/report --study demo_xd \
+		--title "Cross-dataset, domain generalisation and few-shot on the synthetic world"
 
 report: setup ## Tables and plots from every results record under outputs/
 	$(RUN) transmiter report outputs --out outputs/report

@@ -5,6 +5,7 @@ transmiter data check dataset=all                                     # every sh
 transmiter data check experiment=dg                                   # a job's dataset and its setting's targets
 transmiter data check dataset=dtd --decode                            # also decode every image (slower)
 transmiter data fake dataset=smoke [--classes 10 --per-class 8,4,8]    # a tiny fake copy (tests, smoke)
+transmiter data synthetic [--scale demo|tiny]                         # the synthetic cross-dataset / DG datasets
 """
 
 from __future__ import annotations
@@ -84,14 +85,31 @@ def fake(overrides: list[str], classes: int | None, per_class: str, image_size: 
     return 0
 
 
+def synthetic(overrides: list[str], scale: str) -> int:
+    """Generate (or reuse) SynthObjects and its four shifted renderings under `paths.data_dir`."""
+    import logging
+
+    from transmiter.io import absolute
+    from transmiter.synthetic.setting_benchmarks import generate_setting_benchmarks
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    data_dir = absolute(_compose(overrides).paths.data_dir)
+    for name, root in generate_setting_benchmarks(data_dir, scale=scale).items():
+        print(f"{name}: {root}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="transmiter data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["check", "fake"])
+    parser.add_argument("command", choices=["check", "fake", "synthetic"])
     parser.add_argument("--classes", type=int, default=None, help="fake: number of classes")
     parser.add_argument("--per-class", default="8,4,8", help="fake: train,val,test images per class")
     parser.add_argument("--image-size", type=int, default=32, help="fake: image side in pixels")
+    parser.add_argument(
+        "--scale", choices=["demo", "tiny"], default="demo", help="synthetic: images per class"
+    )
     parser.add_argument(
         "--only-study",
         action="store_true",
@@ -105,4 +123,6 @@ def main(argv: list[str]) -> int:
     args, overrides = parser.parse_known_args(argv)
     if args.command == "check":
         return check(overrides, args.only_study, args.decode)
+    if args.command == "synthetic":
+        return synthetic(overrides, args.scale)
     return fake(overrides, args.classes, args.per_class, args.image_size)

@@ -386,6 +386,13 @@ def _validate_dataset(cfg: DictConfig) -> None:
     _validate_dataset_folder(cfg.dataset, cfg.paths.data_dir, f"dataset={cfg.dataset.name}", scale)
 
 
+def _setting_benchmark_folders() -> set[str]:
+    """The folders `transmiter data synthetic` writes (the settings' synthetic source and renderings)."""
+    from transmiter.synthetic.setting_benchmarks import SETTING_BENCHMARKS
+
+    return {s.folder for s in SETTING_BENCHMARKS.values()}
+
+
 def _validate_dataset_folder(node: DictConfig, data_dir, where: str, world_scale: str = "demo") -> None:
     from transmiter.synthetic.worlds import build_command, world_of_dataset
 
@@ -396,6 +403,11 @@ def _validate_dataset_folder(node: DictConfig, data_dir, where: str, world_scale
         raise ConfigError(
             f"{where}: the synthetic benchmark is not generated in {root.parent}; run "
             f"`{build_command(owner, world_scale)}` (make demo does it) with the same paths.data_dir"
+        )
+    if spec.folder in _setting_benchmark_folders() and not (root / spec.split_file).is_file():
+        raise ConfigError(
+            f"{where}: the synthetic dataset is not generated in {root.parent}; run "
+            f"`transmiter data synthetic paths.data_dir={root.parent}` (make demo-xd does it)"
         )
     if not root.is_dir():
         raise ConfigError(
