@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 export TRANSMITER_ROOT ?= $(CURDIR)
 
-.PHONY: help setup test test-all test-slow test-slurm lint format smoke demo demo-readme demo-xd report clean clean-cache
+.PHONY: help setup test test-all test-slow test-rebuild test-slurm lint format smoke demo demo-readme demo-xd report clean clean-cache
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -24,10 +24,13 @@ test: setup ## Fast test tier (no slow tests), a few minutes on 2 CPU cores
 	$(RUN) pytest -m "not slow and not gpu" --timeout=600 $(PYTEST_ARGS)
 
 test-all: setup ## Full test tier, slow tests included (what CI runs)
-	$(RUN) pytest -m "not gpu" --timeout=1500 --durations=30 $(PYTEST_ARGS)
+	$(RUN) pytest -m "not gpu and not rebuild" --timeout=1500 --durations=30 $(PYTEST_ARGS)
 
 test-slow: setup ## Only the slow tests (science checks, DDP, end-to-end studies)
-	$(RUN) pytest -m "slow and not gpu" --timeout=1500 $(PYTEST_ARGS)
+	$(RUN) pytest -m "slow and not gpu and not rebuild" --timeout=1500 $(PYTEST_ARGS)
+
+test-rebuild: setup ## Retrain the shipped synthetic world from scratch and compare its zero-shot accuracy (~16 CPU min)
+	$(RUN) pytest -m rebuild --timeout=3600 -s $(PYTEST_ARGS)
 
 test-slurm: setup ## SLURM tests: a local one-node cluster (root; apt-installs slurm-wlm, munge, slurmdbd, mariadb-server when missing), a few minutes
 	$(RUN) pytest -m slurm --timeout=1800 -s $(PYTEST_ARGS)

@@ -138,6 +138,7 @@ def _zero_shot(world, data: Path) -> dict[str, float]:
     }
 
 
+@pytest.mark.rebuild
 def test_a_rebuild_reaches_the_shipped_models_zero_shot_accuracy(shipped_world, tmp_path):
     from transmiter.synthetic.build import build_world
 
