@@ -8,6 +8,7 @@ import pytest
 
 from transmiter.config import ConfigError, validate_config
 from transmiter.config.instantiate import dataset_spec_from_config, target_dataset_nodes
+from transmiter.config.validate import _validate_class_batches
 from transmiter.data.class_map import class_map
 from transmiter.data.errors import DatasetError
 from transmiter.data.fake import write_fake_dataset
@@ -73,6 +74,20 @@ def test_fewshot_study_refuses_shots_outside_1_to_16(compose, shots):
         validate_config(cfg, check_data=False)
     message = str(err.value)
     assert message.startswith("setting.shots=") and ("1-16" in message or "positive" in message)
+
+
+def test_skip_tuning_batch_above_the_shots_is_refused_before_training(compose):
+    # one-class batches from 4 shots on: 8 images per class cannot fill a batch of 16
+    cfg = compose(["setting=fewshot", "setting.shots=8", "method=skip_tuning", "method.batch_size=16"])
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, check_data=False)
+    message = str(err.value)
+    assert message.startswith("method.batch_size=16") and "method.batch_size=4" in message
+    for ok in (
+        ["setting.shots=8", "method.batch_size=8"],
+        ["setting.shots=2", "method.batch_size=16"],  # random batches below 4 shots
+    ):
+        _validate_class_batches(compose(["setting=fewshot", "method=skip_tuning", *ok]))  # passes
 
 
 def test_cross_dataset_target_that_is_the_source_is_refused(compose):

@@ -38,6 +38,7 @@ def validate_config(cfg: DictConfig, check_data: bool = True) -> None:
     _validate_setting(cfg)
     _validate_world(cfg)
     _validate_methods(cfg)
+    _validate_class_batches(cfg)
     _validate_trainer_counts(cfg)
     if check_data:
         _validate_dataset(cfg)
@@ -419,4 +420,24 @@ def _validate_dataset_folder(node: DictConfig, data_dir, where: str, world_scale
         raise ConfigError(
             f"{where}: split file {root / spec.split_file} is missing. Download "
             f"{spec.split_file} (CoOp DATASETS.md) into {root}; splits are never regenerated."
+        )
+
+
+def _validate_class_batches(cfg: DictConfig) -> None:
+    """Skip Tuning's batches from 4 shots on hold batch_size images of one class, so a class with fewer
+    training images than batch_size never forms a batch: with batch_size above the shots no batch exists at
+    all, and training would stop only once it starts."""
+    shots = int(cfg.setting.get("shots") or 0)
+    for key, node, _ in _method_nodes(cfg):
+        if (
+            node.get("kind") != "skip_tuning" or shots < 4
+        ):  # below 4 shots: random batches (data.class_batches)
+            continue
+        _require(
+            int(node.batch_size) <= shots,
+            f"{key}.batch_size",
+            node.batch_size,
+            f"Skip Tuning's batches hold batch_size images of ONE class and setting.shots={shots} gives each "
+            f"class {shots} training images: use {key}.batch_size={min(shots, 4)} (the protocol's 4) or at most "
+            f"{shots}",
         )
