@@ -297,7 +297,11 @@ def test_round_trip_on_the_synthetic_world(tmp_path_factory, compose, capsys):
     from transmiter.synthetic.build import build_world
 
     cache, data = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("data")
-    publish_world(build_world(cache / "synthetic", data, scale="tiny", progress=False), cache, "tiny")
+    publish_world(
+        build_world(cache / "synthetic", data, world="domain_shift", scale="tiny", progress=False),
+        cache,
+        "tiny",
+    )
     tmp = tmp_path_factory.mktemp("round_trip")
     world = [
         *SMOKE,

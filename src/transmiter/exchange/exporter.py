@@ -32,10 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from transmiter.config import compose_config
+from transmiter.config.instantiate import instantiate
+from transmiter.config.validate import validate_config
 from transmiter.context import RunContext
+from transmiter.data.subsample import base_novel_class_ids
+from transmiter.features.extract import ViewSpec
 from transmiter.features.released import EXPORT_FILE, TEST_FILE, TRAIN_FILE, model_key, write_feature_file
 from transmiter.io import atomic_write
+from transmiter.methods.study import needs_tower_split, skip_tuning_unsupported, source_finetune_plan
+from transmiter.methods.transmiter import TransferMethod
+from transmiter.reporting.records import code_version
+from transmiter.stages import StageStore
 
 EXPORT_FORMAT = "transmiter.features/1"
 
@@ -48,7 +58,6 @@ class _ReuseOnlyContext(RunContext):
     """A run context that reuses finished stages and refuses to run any (an export never trains)."""
 
     def run_stage(self, name: str, identity: dict, fn):
-        from transmiter.stages import StageStore
 
         store = StageStore(self.cache_dir / "stages")
         if not store.is_done(name, identity):
@@ -62,9 +71,6 @@ class _ReuseOnlyContext(RunContext):
 def expand_jobs(overrides: Sequence[str]) -> list[list[str]]:
     """One override list per job: comma lists on the command line and the experiment's
     `hydra.sweeper.params` expand into their product, as `transmiter -m` would."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from transmiter.config import compose_config
 
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(list(overrides))
@@ -89,8 +95,6 @@ def expand_jobs(overrides: Sequence[str]) -> list[list[str]]:
 
 def _transfer_method(cfg):
     """The TransMiter recipe whose fitting rows are exported, and its config node's path."""
-    from transmiter.config.instantiate import instantiate
-    from transmiter.methods.transmiter import TransferMethod
 
     node, where = cfg.method, "method"
     if "methods" in cfg.method:
@@ -108,12 +112,9 @@ def _transfer_method(cfg):
 def _finetuner(ctx, method):
     """The source fine-tuner the study's transfer rows use (Skip Tuning falls back to FT for sources it
     cannot split, as in the study)."""
-    from transmiter.methods.study import needs_tower_split, skip_tuning_unsupported, source_finetune_plan
 
     fallback = None
     if "methods" in ctx.cfg.method:
-        from transmiter.config.instantiate import instantiate
-
         ft = [n for n in ctx.cfg.method.methods.values() if n.get("kind") == "ft"]
         fallback = instantiate(ft[0]) if ft else None
     unsupported = None
@@ -129,11 +130,6 @@ def _finetuner(ctx, method):
 
 def export_job(overrides: Sequence[str], out: str | os.PathLike) -> Path | None:
     """Write one job's folder; returns it (None for a job that is not base-to-novel)."""
-    from transmiter.config import compose_config
-    from transmiter.config.validate import validate_config
-    from transmiter.data.subsample import base_novel_class_ids
-    from transmiter.features.extract import ViewSpec
-    from transmiter.reporting.records import code_version
 
     cfg = compose_config(list(overrides))
     if cfg.setting.name != "base2novel" or list(cfg.setting.eval_groups) == ["all"]:

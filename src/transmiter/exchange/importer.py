@@ -30,6 +30,7 @@ pair, the local weights, the feature sizes against the models, the settings the 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -38,9 +39,34 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from transmiter import api
+from transmiter.config import compose_config, validate_config
+from transmiter.config.compose import CONFIG_DIR
+from transmiter.config.instantiate import dataset_templates, instantiate
+from transmiter.context import RunContext
+from transmiter.evaluation.metrics import summarize_groups
 from transmiter.features.released import FeatureFile, FeatureRun, find_runs, model_key
+from transmiter.methods.base import MethodResult
+from transmiter.methods.transmiter import (
+    DIAGNOSTIC_ROWS,
+    EFT,
+    EFT_VARIANTS,
+    TransMiter,
+    TransMiterDiagnostics,
+    TransMiterPlus,
+    combine_logits,
+    masked_joint_accuracies,
+)
+from transmiter.models.clip import load_clip, weights_available
+from transmiter.models.heads import text_head
+from transmiter.models.templates import template_set
+from transmiter.planning import JOB_FILE, job_status, mark_done
+from transmiter.reporting.records import write_record
+from transmiter.transfer.alignment import transfer_figures
+from transmiter.transfer.artifact import load_adapter_artifact, save_adapter_artifact
+from transmiter.transfer.vocabulary import select_auxiliary_names
 
 # The reference scripts' dataset names (its argparse choices) -> this project's dataset configs.
 REFERENCE_DATASET_NAMES = {
@@ -71,9 +97,6 @@ def _key(override: str) -> str:
 def dataset_configs() -> dict[str, str]:
     """Every accepted dataset folder name (lower-case) -> dataset config name: the config's file name, its
     `folder`, its protocol `name`, and the reference's names."""
-    from omegaconf import OmegaConf
-
-    from transmiter.config.compose import CONFIG_DIR
 
     names = {}
     for path in sorted((CONFIG_DIR / "dataset").glob("*.yaml")):
@@ -99,9 +122,6 @@ def dataset_config(folder_name: str, known: Mapping[str, str]) -> str:
 
 def _pair_models() -> dict[str, tuple[str, str]]:
     """conf/pair config name -> (source, target) model names, read from the YAML files (no composition)."""
-    from omegaconf import OmegaConf
-
-    from transmiter.config.compose import CONFIG_DIR
 
     pairs = {}
     for path in sorted((CONFIG_DIR / "pair").glob("*.yaml")):
@@ -178,10 +198,6 @@ def _check_overrides(overrides: Sequence[str]) -> None:
 
 def plan_import(root: str | os.PathLike, overrides: Sequence[str], out: str | os.PathLike) -> list[ImportJob]:
     """Check every folder and compose its config; nothing heavy (no model is loaded)."""
-    from transmiter.config import compose_config, validate_config
-    from transmiter.config.instantiate import instantiate
-    from transmiter.methods.transmiter import EFT, TransMiter, TransMiterPlus
-    from transmiter.transfer.vocabulary import select_auxiliary_names
 
     _check_overrides(overrides)
     runs = find_runs(root)
@@ -274,9 +290,6 @@ def _check_models(job: ImportJob, train: FeatureFile, test: FeatureFile) -> None
     """Local weights and embedding sizes of the pair's models, against the files (no weights are loaded)."""
     import open_clip
 
-    from transmiter.config.instantiate import instantiate
-    from transmiter.models.clip import weights_available
-
     for role, key in (("source", job.source), ("target", job.target)):
         spec = instantiate(job.cfg.pair[role])
         spec.validate()
@@ -313,7 +326,6 @@ class _Job:
     (through the library API) and one MethodResult per row."""
 
     def __init__(self, job: ImportJob, bundles: Mapping[str, Any], ft_label: str | None):
-        from transmiter.context import RunContext
 
         self.job, self.cfg, self.bundles = job, job.cfg, bundles
         self.ctx = RunContext.from_config(job.cfg)
@@ -331,7 +343,6 @@ class _Job:
     # ------------------------------------------------------------------ inputs and evaluation
     def logits(self, role: str, split: str, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
         """[N, len(names)] zero-shot logits of `role` on `split`: the file's features @ the cached text head."""
-        from transmiter.models.heads import text_head
 
         key = (role, split, _digest(names), tuple(templates))
         if key not in self._logits:
@@ -343,7 +354,6 @@ class _Job:
 
     def accuracies(self, inputs: torch.Tensor, adapter=None) -> dict[str, float]:
         """Masked-joint accuracies on the test rows, with the files' base / novel groups."""
-        from transmiter.methods.transmiter import masked_joint_accuracies
 
         with self.ctx.timed("scoring_s"):
             return masked_joint_accuracies(
@@ -356,8 +366,6 @@ class _Job:
             )
 
     def result(self, row: str, method: str, accuracies, **fields: Any):
-        from transmiter.evaluation.metrics import summarize_groups
-        from transmiter.methods.base import MethodResult
 
         return MethodResult(
             metrics=summarize_groups(accuracies) if accuracies else {},
@@ -376,7 +384,6 @@ class _Job:
     def _save(
         self, stage: str, adapter, stage_dir: Path, method, aux, fitted_on: str = "source", **meta
     ) -> str:
-        from transmiter.transfer.artifact import save_adapter_artifact
 
         if stage != "fitted":
             meta["target_model"] = self.identities["target"]
@@ -396,14 +403,12 @@ class _Job:
         return str(path)
 
     def load(self, stage, aux):
-        from transmiter.transfer.artifact import load_adapter_artifact
 
         artifact = stage.outputs["artifact"]
         return load_adapter_artifact(artifact, expect_classnames=self.classnames, expect_aux=aux).adapter
 
     def fitted(self, method, aux, role: str = "source"):
         """The adapter fitted on `role`'s zero-shot logits of the train rows against its `_ft_logits`."""
-        from transmiter import api
 
         names, templates = self.classnames + aux, method._templates(self.ctx)
         inputs = self.logits(role, "train", names, templates)
@@ -431,8 +436,6 @@ class _Job:
 
     def transferred(self, method, aux, fitted):
         """The fitted adapter moved to the target (closed form), with the transfer figures."""
-        from transmiter import api
-        from transmiter.transfer.alignment import transfer_figures
 
         names, templates = self.classnames + aux, method._templates(self.ctx)
         src = self.logits("source", "train", names, templates)
@@ -474,7 +477,6 @@ class _Job:
 
     def refined(self, method, aux, moved):
         """TransMiter+: the moved adapter refined on the train rows of the base classes (their labels)."""
-        from transmiter import api
 
         tgt = self.logits("target", "train", self.classnames + aux, method._templates(self.ctx))
         rows = torch.isin(self.train.labels, torch.tensor(self.base))
@@ -503,8 +505,6 @@ class _Job:
 
     # ------------------------------------------------------------------ rows
     def rows(self) -> list:
-        from transmiter.config.instantiate import instantiate
-        from transmiter.methods.transmiter import EFT, TransMiter, TransMiterDiagnostics, TransMiterPlus
 
         transfer = {name: instantiate(self.cfg.method.methods[name]) for name in _transfer_rows(self.cfg)}
         # the zero-shot rows score the heads the transfer rows start from
@@ -548,7 +548,6 @@ class _Job:
         return self.result(f"{self.ft_label} {key}", f"ft_{role}", acc, extra=extra)
 
     def eft_row(self, method):
-        from transmiter.methods.transmiter import EFT_VARIANTS, combine_logits
 
         uses = EFT_VARIANTS[method.variant][2]
         templates = method._templates(self.ctx)
@@ -600,8 +599,6 @@ class _Job:
     def diagnostic_rows(self, name: str, method) -> list:
         """TransMiter's diagnostics: the fitted adapter on the source and, unrotated, on the target; the
         target oracle (fitted on the target's own fine-tuned logits) when the train file holds them."""
-        from transmiter.methods.transmiter import DIAGNOSTIC_ROWS
-        from transmiter.transfer.alignment import transfer_figures
 
         aux = self.job.aux[name]
         results = []
@@ -631,8 +628,6 @@ class _Job:
         return results
 
     def _coop_templates(self) -> list[str]:
-        from transmiter.config.instantiate import dataset_templates
-        from transmiter.models.templates import template_set
 
         return template_set(self.ctx.dataset_spec.name, "coop", overrides=dataset_templates(self.cfg.dataset))
 
@@ -640,8 +635,6 @@ class _Job:
 def load_pair(jobs: Sequence[ImportJob]) -> dict[str, Any]:
     """The pair's two models, loaded once for every folder, and checked against each folder's export.json
     (the identity of the weights that computed the features, when the files say)."""
-    from transmiter.config.instantiate import instantiate
-    from transmiter.models.clip import load_clip
 
     cfg = jobs[0].cfg
     bundles = {role: load_clip(instantiate(cfg.pair[role])) for role in ("source", "target")}
@@ -663,10 +656,6 @@ def run_job(
 ) -> list[Path]:
     """Compute and record one folder's rows; a folder whose records are all written is skipped unless
     `force` (its stages are reused either way). Returns the record paths."""
-    import json
-
-    from transmiter.planning import JOB_FILE, job_status, mark_done
-    from transmiter.reporting.records import write_record
 
     out = job.output_dir
     if not force and job_status(out)[0] == "done":
