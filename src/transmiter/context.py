@@ -62,6 +62,7 @@ class RunContext:
     target: TargetEvaluation | None = None
     _training_cfg: DictConfig | None = None
     _stages_reported: set[str] = field(default_factory=set)  # one console line per stage and job
+    _stages_computed: set[str] = field(default_factory=set)  # stages this run computed (not reused)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, output_dir: str | Path | None = None) -> RunContext:
@@ -150,8 +151,11 @@ class RunContext:
         except (OSError, ValueError):
             ledger = {}
         entry = f"{name}/{result.key}"
-        # a stage this job computed stays noted as computed when later rows (or targets) reuse it
-        computed_here = entry in ledger and not ledger[entry]["reused"]
+        # a stage this run computed stays noted as computed when later rows (or targets) reuse it; an entry
+        # an earlier run of the same job left in the ledger does not count
+        computed_here = entry in self._stages_computed and entry in ledger
+        if not result.reused:
+            self._stages_computed.add(entry)
         ledger[entry] = {
             "name": name,
             "key": result.key,
