@@ -41,27 +41,12 @@ from torch import nn
 
 from transmiter.config.schema import FitConfig, RefineConfig, defaults_of
 from transmiter.data.datum import files_identity
-from transmiter.data.subsample import base_novel_class_ids
 from transmiter.evaluation.clip_eval import split_features
 from transmiter.evaluation.evaluate import evaluate_scores
 from transmiter.evaluation.metrics import summarize_groups
 from transmiter.features.extract import ViewSpec
-from transmiter.methods.adapter_fit import AdapterFitModule
 from transmiter.methods.base import MethodResult
-from transmiter.methods.resume import fit_resumable
-from transmiter.methods.study import needs_tower_split, skip_tuning_unsupported
-from transmiter.methods.transmiter_plus import TransMiterPlusModule
-from transmiter.models.encoder_flops import image_encoder_flops
 from transmiter.models.heads import text_head
-from transmiter.models.labels import node_label
-from transmiter.stages import unreadable_output
-from transmiter.transfer import logit_arithmetic
-from transmiter.transfer.adapter_cost import adapter_cost
-from transmiter.transfer.alignment import transfer_figures
-from transmiter.transfer.artifact import ArtifactCorruptedError, load_adapter_artifact, save_adapter_artifact
-from transmiter.transfer.logit_data import LogitPairDataModule
-from transmiter.transfer.transfer import rotate_adapter, transfer_adapter_with_details
-from transmiter.transfer.vocabulary import select_auxiliary_names
 
 PROTOCOL = "masked-joint"
 log = logging.getLogger("transmiter")
@@ -159,6 +144,8 @@ def _digest(values: Sequence[str]) -> str:
 def _load_stage_artifact(path: str, **expect: Any):
     """The adapter saved by a stage, checked against what the caller expects; a damaged file names the
     stage folder to delete."""
+    from transmiter.stages import unreadable_output
+    from transmiter.transfer.artifact import ArtifactCorruptedError, load_adapter_artifact
 
     try:
         return load_adapter_artifact(path, **expect).adapter
@@ -221,6 +208,7 @@ class TransferMethod:
 
     @staticmethod
     def _groups(ctx, num_classes: int) -> dict[str, list[int]]:
+        from transmiter.data.subsample import base_novel_class_ids
 
         if list(ctx.cfg.setting.eval_groups) == ["all"]:
             return {"all": list(range(num_classes))}
@@ -228,6 +216,7 @@ class TransferMethod:
         return {"base": list(base), "new": list(novel)}
 
     def _train_ids(self, ctx, num_classes: int) -> list[int]:
+        from transmiter.data.subsample import base_novel_class_ids
 
         subset = str(ctx.cfg.setting.train_subsample)
         if subset == "all":
@@ -270,6 +259,7 @@ class TransferMethod:
 
     def label_space(self, ctx) -> tuple[list[str], list[str]]:
         """(task class names in global label order, auxiliary names): one list for every model."""
+        from transmiter.transfer.vocabulary import select_auxiliary_names
 
         classnames = list(self._all_splits(ctx).classnames)
         aux = select_auxiliary_names(
@@ -289,6 +279,7 @@ class TransferMethod:
         class map into them or None) for the training label space `classnames + aux` (K names). A setting
         target scored in its own label space gets its classes plus K - C auxiliary names drawn for it (the
         adapter reads K logits, whatever the dataset); in the source's, the training names themselves."""
+        from transmiter.transfer.vocabulary import select_auxiliary_names
 
         target = ctx.target
         if target is None or target.label_space == "source":
@@ -361,6 +352,7 @@ class TransferMethod:
         """The adapter fitted to map `model`'s zero-shot logits (K names) to those of its fine-tuned
         version `tuned` (C classes) on the fitting images: the source for TransMiter, the target for
         the target-oracle diagnostic. One content-addressed stage per (model, teacher, data, recipe)."""
+        from transmiter.transfer.artifact import save_adapter_artifact
 
         names = classnames + aux
         identity = {
@@ -426,6 +418,8 @@ class TransferMethod:
         return self._templates(ctx, getattr(self.source_finetune, "templates", self.templates))
 
     def _train_fit(self, ctx, inputs, teacher, K: int, stage_dir: Path, curves: str = "fit"):
+        from transmiter.methods.adapter_fit import AdapterFitModule
+        from transmiter.transfer.logit_data import LogitPairDataModule
 
         f = self.fit_cfg
         module = AdapterFitModule.from_settings(K, f, seed=ctx.seed)
@@ -438,6 +432,7 @@ class TransferMethod:
     def transferred_adapter(self, ctx) -> Transfer:
         """Stage 4: the fitted adapter moved to the target without backpropagation, with the transfer
         figures on the fitting set (kept in the stage's outputs) and the pre-transfer guard."""
+        from transmiter.transfer.artifact import save_adapter_artifact
 
         fitted, classnames, aux, data, source = self.fitted_adapter(ctx)
         target = ctx.load_model(ctx.cfg.pair.target)
@@ -492,6 +487,8 @@ class TransferMethod:
     def _rotate_to_target(self, ctx, adapter, source, target, data: FitData, names, rotation=None):
         """(TransferResult, transfer figures) of moving `adapter` to `target` on the fitting rows; the
         rotation is the regularised Procrustes solution, or `rotation` when given (e.g. the identity)."""
+        from transmiter.transfer.alignment import transfer_figures
+        from transmiter.transfer.transfer import rotate_adapter, transfer_adapter_with_details
 
         src = self.logits(ctx, source, data.items, data.views, names, self._templates(ctx), "fit")
         tgt = self.logits(ctx, target, data.items, data.views, names, self._templates(ctx), "fit")
@@ -587,6 +584,8 @@ class TransferMethod:
         return logits, labels
 
     def costs(self, adapter, target) -> dict[str, float]:
+        from transmiter.models.encoder_flops import image_encoder_flops
+        from transmiter.transfer.adapter_cost import adapter_cost
 
         cost = adapter_cost(adapter)
         encoder = image_encoder_flops(target)
@@ -600,6 +599,7 @@ class TransferMethod:
         }  # trained on the source, none on the target
 
     def _row(self, ctx, label: str | None = None) -> str:
+        from transmiter.models.labels import node_label
 
         return f"{label or self.row_name} {node_label(ctx.cfg.pair.source)}→{node_label(ctx.cfg.pair.target)}"
 
@@ -670,6 +670,7 @@ class TransMiterPlus(TransMiter):
     row_name = "TransMiter+"
 
     def __call__(self, ctx) -> MethodResult:
+        from transmiter.transfer.artifact import save_adapter_artifact
 
         scored, ctx = ctx, ctx.training  # refined once on the job's own dataset, then scored on `scored`
         t = self.transferred_adapter(ctx)
@@ -694,6 +695,8 @@ class TransMiterPlus(TransMiter):
         }
 
         def work(stage_dir: Path) -> dict:
+            from transmiter.methods.transmiter_plus import TransMiterPlusModule
+            from transmiter.transfer.logit_data import LogitPairDataModule
 
             start = self._load_moved(moved, t)
             features_before = ctx.timings.get("feature_pass_s", 0.0)
@@ -842,6 +845,7 @@ class TransMiterDiagnostics(TransMiter):
         return self._result(scored, adapter, classnames, aux, data, source, target, None, extra)
 
     def _oracle(self, scored) -> MethodResult:
+        from transmiter.methods.study import needs_tower_split, skip_tuning_unsupported
 
         ctx = scored.training
         classnames, aux = self.label_space(ctx)
@@ -887,6 +891,7 @@ EFT_VARIANTS: dict[str, tuple[str, str, str]] = {
 
 def combine_logits(variant: str, t_zs, s_ft, s_zs, alpha: float = 1.0) -> torch.Tensor:
     """The scores of one EFT variant (see EFT_VARIANTS); unused inputs may be None."""
+    from transmiter.transfer import logit_arithmetic
 
     if variant not in EFT_VARIANTS:
         raise ValueError(f"method.variant={variant!r}: use one of {sorted(EFT_VARIANTS)}")
@@ -920,6 +925,7 @@ class EFT(TransferMethod):
         self.row_name = EFT_VARIANTS[variant][1]
 
     def __call__(self, ctx) -> MethodResult:
+        from transmiter.models.encoder_flops import image_encoder_flops
 
         uses = EFT_VARIANTS[self.variant][2]
         training = ctx.training  # the source is fine-tuned on the job's own dataset
@@ -1036,6 +1042,7 @@ def _fit_resumable(
 ) -> None:
     """trainer.fit with checkpoints in the stage folder; resumes from `last.ckpt` after an interruption
     (exactly: see transmiter.methods.resume)."""
+    from transmiter.methods.resume import fit_resumable
 
     with ctx.timed(f"{purpose}_train_s"):
         fit_resumable(

@@ -17,18 +17,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from transmiter.data.datamodule import ClassificationDataModule
-from transmiter.data.dataset import ImageListDataset
-from transmiter.data.datum import files_identity, split_identity
 from transmiter.evaluation.clip_eval import evaluate_clip
 from transmiter.evaluation.metrics import summarize_groups
-from transmiter.io import atomic_path
 from transmiter.methods.base import MethodResult
-from transmiter.methods.resume import fit_resumable
-from transmiter.models.clip import ModelError, ModelSpec, load_clip, resolve_quick_gelu
-from transmiter.models.encoder_flops import image_encoder_flops
-from transmiter.models.labels import node_label
-from transmiter.stages import unreadable_output
 
 KINDS = ("ft", "skip_tuning")
 
@@ -73,6 +64,8 @@ class FineTune:
     # ------------------------------------------------------------------ the training stage
     def tuned_spec(self, ctx, model_node):
         """The fine-tuned model's ModelSpec (training it first unless the stage is already done)."""
+        from transmiter.data.datum import files_identity, split_identity
+        from transmiter.models.clip import ModelSpec, resolve_quick_gelu
 
         base_bundle = ctx.load_model(model_node)
         spec: ModelSpec = base_bundle.spec
@@ -118,6 +111,8 @@ class FineTune:
     def load_tuned(ctx, tuned_spec):
         """The fine-tuned model of `tuned_spec` (from `tuned_spec()`); weights that cannot be read name the
         stage folder to delete, not `model.pretrained` (a key the user never set)."""
+        from transmiter.models.clip import ModelError
+        from transmiter.stages import unreadable_output
 
         try:
             return ctx.load_model(tuned_spec)
@@ -126,6 +121,10 @@ class FineTune:
 
     def _train(self, ctx, spec, splits, kwargs: dict[str, Any], stage_dir: Path) -> dict:
         from safetensors.torch import save_file
+
+        from transmiter.io import atomic_path
+        from transmiter.methods.resume import fit_resumable
+        from transmiter.models.clip import load_clip
 
         bundle = load_clip(
             spec, train_crop_scale=ctx.train_crop_scale
@@ -165,6 +164,8 @@ class FineTune:
         }
 
     def _build(self, ctx, bundle, splits, template: str, kwargs: dict[str, Any]):
+        from transmiter.data.datamodule import ClassificationDataModule
+        from transmiter.data.dataset import ImageListDataset
 
         classnames = list(splits.classnames)
         if self.kind == "ft":
@@ -199,6 +200,8 @@ class FineTune:
 
     # ------------------------------------------------------------------ the method row
     def __call__(self, ctx) -> MethodResult:
+        from transmiter.data.datum import split_identity
+        from transmiter.models.encoder_flops import image_encoder_flops
 
         # trained on the job's own dataset; scored on the dataset of `ctx` (a setting target, if any)
         tuned = self.load_tuned(ctx, self.tuned_spec(ctx.training, ctx.cfg.model))
@@ -226,6 +229,7 @@ class FineTune:
 
 
 def _label(node) -> str:
+    from transmiter.models.labels import node_label
 
     return str(node_label(node))
 
