@@ -7,27 +7,14 @@ from __future__ import annotations
 import open_clip
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from bench.skip_flops import ft_step_flops, skip_flop_bound, skip_front_flops, skip_step_flops
 from tests.toys import SolidColourDataset, register_tiny_config
 from transmiter.methods.finetune import FinetuneCLIP
 from transmiter.methods.skip_tuning import SkipTuningCLIP
+from transmiter.models.encoder_flops import count_flops
 
 CLASSES, BATCH, SIZE, OMEGA = 12, 4, 32, 2
-
-
-def _count(fn) -> int:
-    """A plain FlopCounterMode count, except that the front pass (eval mode, no grad) would take
-    nn.MultiheadAttention's fused fast path, which FlopCounterMode cannot see into."""
-    fast = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with FlopCounterMode(display=False) as counter:
-            fn()
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fast)
-    return int(counter.get_total_flops())
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +33,7 @@ def test_ft_step_count_equals_finetune_compute_loss(tiny):
     module = FinetuneCLIP(_model(name), tok, data.classnames)
     images = torch.stack([data[i][0] for i in range(BATCH)])
     labels = torch.tensor([data.labels[i] for i in range(BATCH)])
-    real = _count(lambda: module.compute_loss(images, labels).backward())
+    real = count_flops(lambda: module.compute_loss(images, labels).backward())
     tokens = module.train_token_ids.shape[1]  # FT's prompts, trimmed after their end token
     assert ft_step_flops(_model(name), BATCH, CLASSES, tokens, SIZE)["total"] == real > 0
 
@@ -58,7 +45,7 @@ def test_skip_front_and_step_counts_equal_skip_tuning_code(tiny):
     )
     module.setup_training_data()
     module.prepare_static()  # once per run: the text front cache and CSkip's prototypes (not charged)
-    front = _count(lambda: module.prepare_epoch(0))
+    front = count_flops(lambda: module.prepare_epoch(0))
     images = len(module.batch_sampler) * BATCH
     assert front == images * skip_front_flops(_model(name), SIZE, OMEGA) > 0
 
@@ -72,7 +59,7 @@ def test_skip_front_and_step_counts_equal_skip_tuning_code(tiny):
         loss, kept["n"] = module.compute_loss(tokens, labels)
         loss.backward()
 
-    real = _count(step)
+    real = count_flops(step)
     assert 0 < kept["n"] < CLASSES  # CSkip dropped some classes in this step
     text_tokens = module.train_token_ids.shape[1]
     counted = skip_step_flops(_model(name), BATCH, kept["n"], CLASSES, text_tokens, OMEGA, SIZE)

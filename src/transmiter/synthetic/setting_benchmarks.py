@@ -50,6 +50,7 @@ from transmiter.synthetic.benchmarks import (
     _content_hash,
     _png_bytes,
     _relpaths,
+    benchmark_status,
     generate_benchmark,
     split_sizes,
 )
@@ -323,22 +324,9 @@ def render_style(style: str, dist: SceneDistribution, labels: np.ndarray, attrib
 
 
 def rendering_status(spec: ShiftedRendering, data_dir: str | Path, scale: str = "demo") -> str:
-    """complete, missing, stale (other key or scale) or corrupt (marker, split file or images)."""
-    root = Path(data_dir) / spec.folder
-    if not root.exists():
-        return "missing"
-    try:
-        marker = json.loads((root / MARKER_NAME).read_text())
-    except (OSError, ValueError):
-        return "corrupt"
-    if marker.get("key") != spec.key(scale):
-        return "stale"
-    try:
-        split = json.loads((root / spec.split_file).read_text())
-        digest = _content_hash(root, spec.split_file, _relpaths(split))
-    except (OSError, ValueError, TypeError, AttributeError, IndexError):
-        return "corrupt"
-    return "complete" if digest == marker.get("content_sha256") else "corrupt"
+    """complete, missing, stale (other key or scale) or corrupt (marker, split file or images): the same
+    marker and content hash as a benchmark's."""
+    return benchmark_status(spec, data_dir, scale)
 
 
 def _write_rendering(spec: ShiftedRendering, root: Path, scale: str) -> None:
