@@ -162,3 +162,7 @@ def test_a_run_prints_stage_lines_and_its_table_and_no_library_noise(tmp_path):
     assert lines[header + 1].split() == ["row", "base", "novel", "hm"]
     assert lines[header + 2].lstrip().startswith("FT ")
     assert len(lines) == header + 3, out  # the table is the last thing printed
+    # run again: the stage is reused, said in one line instead of a line per stage
+    again = app("experiment=smoke", "method=ft", "skip_done=false")
+    assert " stage ft " not in again, again
+    assert "1 stage(s) reused from the cache (ft x1; they ran " in again, again

@@ -153,3 +153,28 @@ def test_newest_created_record_wins_regardless_of_order():
 def test_records_without_metrics_are_skipped():
     recs = [_rec("Pets", "ZS", 1, 70, 60), {**_rec("Pets", "FT", 1, 0), "metrics": {}}]
     assert [r.method for r in results_table(recs)] == ["ZS"]
+
+
+def test_console_summary_shows_averages_methods_then_diagnostics():
+    from transmiter.reporting.report import console_summary
+
+    diag = {"extra": {"diagnostic": "source"}, "method": "transmiter_diagnostics"}
+    records = [
+        _rec("Pets", "TransMiter a→b", 1, 80.0, 70.0),
+        _rec("Cars", "TransMiter a→b", 1, 60.0, 50.0),
+        {**_rec("Pets", "TransMiter (source) a→b", 1, 90.0, 60.0), **diag},
+        {**_rec("Cars", "TransMiter (source) a→b", 1, 70.0, 40.0), **diag},
+        _rec("Pets", "Zero-shot b", 1, 50.0, 55.0),
+        _rec("Cars", "Zero-shot b", 1, 30.0, 35.0),
+        _rec("Pets", "Zero-shot b", 1, 40.0, setting="base2base"),
+    ]
+    lines = console_summary(results_table(records)).splitlines()
+    assert lines[0] == "base2novel (average of 2 datasets; seeds 1)"
+    assert lines[1].split() == ["base", "novel", "hm"]
+    body = [ln.strip() for ln in lines[2:6]]
+    assert body[0].split()[-3:] == ["40.00", "45.00", "42.35"] and body[0].startswith("Zero-shot b")
+    assert body[1].startswith("TransMiter a→b") and body[1].split()[-3:-1] == ["70.00", "60.00"]
+    assert body[2] == "diagnostics:" and body[3].startswith("TransMiter (source) a→b")
+    assert "Pets" not in "\n".join(lines[:6])  # dataset rows stay in results.md
+    # a setting with one dataset shows that dataset's rows
+    assert lines[-3] == "base2base (Pets; seeds 1)" and lines[-1].split()[-1] == "40.00"

@@ -178,10 +178,15 @@ def test_multirun_two_jobs_report_and_reuse(tmp_path, launcher):
     ]
     proc = _cli(sweep, root)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    console = (proc.stdout + proc.stderr).splitlines()
+    # in a sweep each job says one line (the report tables them all), never its own table
+    assert sum(" | base2novel | seed " in ln and ": 15 rows in " in ln for ln in console) == 2, console
+    assert not any(ln.split() == ["row", "base", "novel", "hm"] for ln in console)
     records = load_records([root / "outputs" / "sweep"])
     assert sorted({r["seed"] for r in records}) == [1, 2] and len(records) == 30  # 15 rows x 2 seeds
     rep = _cli(["report", "outputs/sweep", "--out", "outputs/report"], root)
     assert rep.returncode == 0 and "TransMiter+" in (root / "outputs/report/results.md").read_text()
+    assert rep.stdout.rstrip().splitlines()[-1].lstrip().startswith("TransMiter (target oracle)"), rep.stdout
     plan = _cli([*sweep, "dry_run=true"], root)
     assert plan.stdout.count("[   done]") == 2, plan.stdout[-2000:]
     # the same command again: both jobs are done and skipped; no fit runs again
@@ -190,6 +195,9 @@ def test_multirun_two_jobs_report_and_reuse(tmp_path, launcher):
     # forcing the jobs: every stage (fits included) is reused from the content-addressed store
     forced = _cli([*sweep, "skip_done=false"], root)
     assert forced.returncode == 0, forced.stderr[-3000:]
+    forced_console = forced.stdout + forced.stderr
+    assert " stage adapter_fit " not in forced_console  # reused stages: one summary line per job
+    assert forced_console.count("stage(s) reused from the cache (") == 2, forced_console[-3000:]
     for seed in (1, 2):
         ledger = json.loads((root / "outputs" / "sweep" / f"seed{seed}" / "stages.json").read_text())
         fits = [v for v in ledger.values() if v["name"] == "adapter_fit"]

@@ -62,6 +62,8 @@ class RunContext:
     target: TargetEvaluation | None = None
     _training_cfg: DictConfig | None = None
     _stages_reported: set[str] = field(default_factory=set)  # one console line per stage and job
+    # reused stages are summed up in one line per job (a warm sweep would otherwise print dozens)
+    _stages_reused: dict[str, list[float]] = field(default_factory=dict)
     _stages_computed: set[str] = field(default_factory=set)  # stages this run computed (not reused)
 
     @classmethod
@@ -132,11 +134,22 @@ class RunContext:
         self._note_stage(name, result)
         if is_global_zero() and f"{name}/{result.key}" not in self._stages_reported:
             self._stages_reported.add(f"{name}/{result.key}")
-            done = (
-                f"reused (ran {result.seconds:.1f} s)" if result.reused else f"done in {result.seconds:.1f} s"
-            )
-            logging.getLogger("transmiter").info("stage %s%s: %s", name, stage_label(identity), done)
+            log = logging.getLogger("transmiter")
+            if result.reused:
+                self._stages_reused.setdefault(name, []).append(result.seconds)
+                log.debug("stage %s%s: reused (ran %.1f s)", name, stage_label(identity), result.seconds)
+            else:
+                log.info("stage %s%s: done in %.1f s", name, stage_label(identity), result.seconds)
         return result
+
+    def reused_stages_line(self) -> str | None:
+        """One line for every stage this job reused from the cache, by name (None when it reused none)."""
+        if not self._stages_reused:
+            return None
+        counts = ", ".join(f"{name} x{len(secs)}" for name, secs in self._stages_reused.items())
+        total = sum(sum(secs) for secs in self._stages_reused.values())
+        n = sum(len(secs) for secs in self._stages_reused.values())
+        return f"{n} stage(s) reused from the cache ({counts}; they ran {total:.0f} s)"
 
     def _note_stage(self, name: str, result) -> None:
         import json

@@ -87,13 +87,29 @@ def _run_method(cfg: DictConfig, ctx, method) -> dict[str, float]:
         path = write_record(scored_ctx, result, subdir=subdir)
         log.debug("%s: record %s", result.row, path)
         paths.append(str(path))
-    if is_global_zero():  # one table per scored dataset, the last thing a job prints
+    if is_global_zero():
+        reused = ctx.reused_stages_line()
+        if reused:
+            log.info(reused)
+        # one table per scored dataset, the last thing a job prints; in a sweep one line per job instead,
+        # because `transmiter report` tables every job together at the end
+        one_line = in_sweep()
         for scored_ctx in contexts:
             rows = [r for c, r in scored if c is scored_ctx]
             if not rows:
                 continue
             name = scored_ctx.cfg.dataset.name
-            log.info("%s | %s | seed %s\n%s", name, cfg.setting.name, cfg.seed, results_table(rows))
+            if one_line:
+                log.info(
+                    "%s | %s | seed %s: %d rows in %s",
+                    name,
+                    cfg.setting.name,
+                    cfg.seed,
+                    len(rows),
+                    ctx.output_dir,
+                )
+            else:
+                log.info("%s | %s | seed %s\n%s", name, cfg.setting.name, cfg.seed, results_table(rows))
     log_results(ctx, scored)
     mark_done(
         ctx.output_dir,
@@ -164,6 +180,14 @@ def finish_tracking(ctx, failed: bool) -> None:
         return
     if wandb.run is not None:
         wandb.run.finish(exit_code=1 if failed else 0)
+
+
+def in_sweep() -> bool:
+    """Whether this job is one of a Hydra multirun (`-m`)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def results_table(results) -> str:

@@ -1,6 +1,6 @@
 """`transmiter report`: Markdown tables, CSVs and plots from results records.
 
-    transmiter report PATH... [--out DIR] [--study NAME] [--title T] [--readme FILE] [--order ...]
+    transmiter report PATH... [--out DIR] [--study NAME] [--title T] [--readme FILE] [--full] [--order ...]
 
     transmiter report outputs/ --out outputs/report
     transmiter report outputs/ --study w2s --out outputs/report/w2s --readme experiments/w2s/README.md
@@ -12,6 +12,7 @@ study), <setting>_curves.png (accuracy versus shots per dataset and averaged). S
 (cross-dataset, domain generalisation) are tabled as source + targets + average. With --readme, the block
 between `<!-- results:start -->` and `<!-- results:end -->` in FILE is replaced by the tables (the
 markers are appended to FILE when absent); running it again with the same records changes nothing.
+The console gets each setting's Average rows (methods, then diagnostics) last; --full prints results.md.
 """
 
 from __future__ import annotations
@@ -22,10 +23,19 @@ from pathlib import Path
 
 from transmiter.io import atomic_write
 from transmiter.reporting.cost_table import CostRow, cost_table, costs_markdown, write_costs_csv
+from transmiter.reporting.ordering import dataset_sort_key
 from transmiter.reporting.plots import plot_cost_scatter, plot_results, plot_shot_curves
 from transmiter.reporting.records import scan_records
 from transmiter.reporting.regime import RegimeLine, regime_lines, regime_markdown, write_regime_csv
-from transmiter.reporting.tables import Row, results_table, settings_of, shot_values, to_markdown, write_csv
+from transmiter.reporting.tables import (
+    AVERAGE,
+    Row,
+    results_table,
+    settings_of,
+    shot_values,
+    to_markdown,
+    write_csv,
+)
 
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
@@ -90,6 +100,46 @@ def write_report(
             readme, readme_block(rows, cost_rows, len(records), out, Path(readme), regimes)
         )
     return paths
+
+
+def console_summary(rows: list[Row]) -> str:
+    """A plain-text table per setting for the console: the Average rows (the dataset rows when a setting
+    has one dataset), methods first, then the diagnostic rows. results.md holds every table."""
+    lines: list[str] = []
+    for setting in settings_of(rows):
+        part = [r for r in rows if r.setting == setting]
+        shown = [r for r in part if r.dataset == AVERAGE] or part
+        averaged = shown[0].dataset == AVERAGE
+        datasets = sorted({d for r in shown for d in (r.datasets or [r.dataset])}, key=dataset_sort_key)
+        seeds = sorted({s for r in shown for s in r.seeds if s is not None})
+        has_novel = any(r.novel for r in shown)
+        labels = _summary_labels(shown, with_dataset=not averaged and len(datasets) > 1)
+        scope = f"average of {len(datasets)} datasets" if averaged else ", ".join(datasets)
+        lines.append(f"{setting} ({scope}; seeds {', '.join(map(str, seeds)) or '?'})")
+        width = max(len(text) for text in labels.values())
+        columns = ("base", "novel", "hm") if has_novel else ("accuracy",)
+        lines.append("  " + "".ljust(width) + "".join(f"{c:>9}" for c in columns))
+        for diagnostic in (False, True):
+            group = [r for r in shown if bool(r.diagnostic) == diagnostic]
+            if diagnostic and group:
+                lines.append("  diagnostics:")
+            for r in group:
+                values = (r.base_mean, r.novel_mean, r.hm) if has_novel else (r.base_mean,)
+                cells = "".join(f"{v:>9.2f}" if v is not None else f"{'':>9}" for v in values)
+                lines.append("  " + labels[id(r)].ljust(width) + cells)
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _summary_labels(rows: list[Row], with_dataset: bool) -> dict[int, str]:
+    """Console labels by row id: the shots when they vary, the dataset when rows are not averages."""
+    several_shots = len({r.shots for r in rows}) > 1
+    return {
+        id(r): (f"{r.shots}-shot " if several_shots else "")
+        + r.method
+        + (f" @ {r.dataset}" if with_dataset else "")
+        for r in rows
+    }
 
 
 def shot_settings(rows: list[Row]) -> list[str]:
@@ -163,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         "--readme", default=None, help="also refresh this file's <!-- results:start/end --> block"
     )
     parser.add_argument(
+        "--full",
+        action="store_true",
+        help="print all of results.md (every dataset, diagnostics, regime lines, costs), not the averages",
+    )
+    parser.add_argument(
         "--order",
         choices=("canonical", "alphabetical"),
         default="canonical",
@@ -188,7 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     written = ", ".join(str(p) for p in paths.values())
     print(f"wrote {written} from {len(records)} records{skipped}\n")
-    print(paths["markdown"].read_text())  # the result is the last thing a report (and `make demo`) prints
+    # the result is the last thing a report (and `make demo`) prints
+    if args.full:
+        print(paths["markdown"].read_text())
+    else:
+        print(f"Top-1 accuracy (%); every dataset, the regime lines and the costs: {paths['markdown']}\n")
+        print(console_summary(results_table(records, order=args.order)))
     return 0
 
 
