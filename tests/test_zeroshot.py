@@ -202,3 +202,28 @@ def test_bad_train_crop_scale_names_the_key(compose):
         validate_config(
             compose(["experiment=smoke", "+dataset.train_crop_scale=[0.9,0.1]"]), check_data=False
         )
+
+
+def test_an_augmented_view_draws_what_torch_manual_seed_would_give_it():
+    """A train view's transform sees the CPU generator and `random` seeded from (seed, view, index), the
+    same state `torch.manual_seed` gives: cached views stay equal to those computed before."""
+    import random
+
+    from transmiter.features.extract import ViewSpec, _SeededViews
+
+    class Draws(torch.utils.data.Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            return torch.rand(4), random.random()
+
+    views = _SeededViews(Draws(), ViewSpec("train", view=1, seed=7))
+    for index in range(3):
+        torch.manual_seed(99)
+        random.seed(99)  # state left by other code must not matter
+        drawn, drawn_py = views[index]
+        seed = (7 * 1_000_003 + 1 * 7919 + index) % (2**31)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        assert torch.equal(drawn, torch.rand(4)) and drawn_py == random.random()

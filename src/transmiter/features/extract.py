@@ -75,7 +75,9 @@ class _SeededViews(Dataset):
             import random
 
             seed = (self.view.seed * 1_000_003 + self.view.view * 7919 + index) % (2**31)
-            torch.manual_seed(seed)
+            # the transforms draw from the CPU generator only; torch.manual_seed would also queue a lazy
+            # seeding of every accelerator backend, with a captured stack, for each image
+            torch.default_generator.manual_seed(seed)
             random.seed(seed)
         return self.inner[index]
 
