@@ -3,6 +3,7 @@
 plot_results(rows, "results.png")                   # grouped Base / Novel / HM (or accuracy) bars per method
 plot_cost_scatter(rows, cost_rows, "cost_scatter.png")  # HM (or accuracy) versus training time per method
 plot_shot_curves(rows, "fewshot_curves.png")        # accuracy versus shots, a panel per dataset + average
+plot_regimes(points, "regimes.png")                 # TransMiter's gain versus source lead and CKA (regimes study)
 
 One panel per setting, showing its Average row when it has several datasets, else its one dataset (a
 setting with several shots values: its largest); method rows only (diagnostic rows stay in the tables).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transmiter.reporting.ordering import dataset_sort_key, setting_sort_key
 from transmiter.reporting.tables import AVERAGE, Row, shot_values
@@ -21,6 +23,10 @@ SERIES_COLORS = {"Base": "#4C72B0", "Novel": "#DD8452", "HM": "#55A868", "Accura
 LOG_RANGE = 30.0  # use a log x axis when max/min training time exceeds this
 DPI = 150
 LABEL_GAP = 3.0  # display units kept free around each scatter label
+SETTING_MARKERS = "osD^vP*X"  # marker per setting (regimes plot), in setting order
+
+if TYPE_CHECKING:
+    from transmiter.reporting.regimes_study import RegimePoint
 
 
 def _pyplot():
@@ -339,6 +345,73 @@ def plot_shot_curves(rows: list[Row], path: str | Path, setting: str | None = No
         [_wrap(label, 28) for label in labels],
         loc="lower center",
         ncol=min(4, len(labels)),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.0),
+    )
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_regimes(points: list[RegimePoint], path: str | Path) -> Path:
+    """TransMiter's gain over the target's zero-shot against the source's fine-tuned lead (left) and the
+    CKA of the two models' logits (right); a row per group (base, then novel when any point has novel
+    classes); colour = world, marker = setting; zero lines, and gain = lead dashed (the transfer passes on
+    exactly the source's lead)."""
+    plt = _pyplot()
+    groups = [g for g in ("base", "novel") if any(p.get(f"gain_{g}") is not None for p in points)] or ["base"]
+    worlds = sorted({p.world for p in points})
+    settings = sorted({p.setting for p in points}, key=setting_sort_key)
+    colors = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(len(groups), 2, figsize=(10, 4.0 * len(groups)), squeeze=False)
+    for row, group in zip(axes, groups):
+        for ax, x_name, x_label in (
+            (row[0], f"lead_{group}", f"source lead on {group} (source FT − target zero-shot, points)"),
+            (row[1], "cka", "linear CKA of source and target logits (fitting set)"),
+        ):
+            xs_all = []
+            for wi, world in enumerate(worlds):
+                for si, setting in enumerate(settings):
+                    sub = [p for p in points if p.world == world and p.setting == setting]
+                    pairs = [(p.get(x_name), p.get(f"gain_{group}")) for p in sub]
+                    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+                    if not pairs:
+                        continue
+                    xs_all += [x for x, _ in pairs]
+                    ax.scatter(
+                        [x for x, _ in pairs],
+                        [y for _, y in pairs],
+                        color=colors[wi % len(colors)],
+                        marker=SETTING_MARKERS[si % len(SETTING_MARKERS)],
+                        s=28,
+                        alpha=0.8,
+                        label=f"{world}, {setting}",
+                    )
+            ax.axhline(0.0, color="black", linewidth=0.8)
+            if x_name.startswith("lead") and xs_all:
+                ax.axvline(0.0, color="black", linewidth=0.8)
+                lo, hi = min(xs_all), max(xs_all)
+                ax.plot([lo, hi], [lo, hi], linestyle="--", color="grey", linewidth=0.9, label="gain = lead")
+            ax.set_xlabel(x_label, fontsize=9)
+            ax.set_ylabel(f"TransMiter gain on {group} over target zero-shot (points)", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.spines[["top", "right"]].set_visible(False)
+            if not xs_all:
+                ax.text(
+                    0.5, 0.5, "no points with both figures", ha="center", va="center", transform=ax.transAxes
+                )
+    handles: dict[str, object] = {}  # one legend entry per label, across the panels
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    labels = list(handles)
+    fig.legend(
+        [handles[label] for label in labels],
+        labels,
+        loc="lower center",
+        ncol=min(5, max(1, len(labels))),
         fontsize=8,
         frameon=False,
         bbox_to_anchor=(0.5, 1.0),

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     records, problems = scan_records(args.paths)
     if args.study:
         records = [r for r in records if r.get("study") == args.study]
-    skipped = _skipped_lines(problems)
+    skipped = left_out_note(problems)
     if not records:
         print(
             f"no results records found under {', '.join(args.paths)}"
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _skipped_lines(problems: dict[str, str]) -> str:
+def left_out_note(problems: dict[str, str]) -> str:
     """The records left out, one line each with the reason (delete or re-run them)."""
     if not problems:
         return ""
