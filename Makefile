@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 export TRANSMITER_ROOT ?= $(CURDIR)
 
-.PHONY: help setup test test-all test-slow test-rebuild test-slurm lint format smoke demo demo-readme demo-xd report clean clean-cache
+.PHONY: help setup test test-all test-slow test-rebuild test-slurm lint format smoke demo demo-readme regimes regimes-readme demo-xd report clean clean-cache
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -81,6 +81,18 @@ reproduce-demo-readme: $(addprefix reproduce-demo-readme-,$(WORLDS)) ## After ma
 
 reproduce-demo-readme-%: setup
 	$(call demo_full_report,$*) --readme $(call study_readme,demo_full,$*)
+
+# The regimes study (experiments/regimes) reads the transfer jobs of both worlds: `make regimes` those of
+# `make demo` (run it for each world: WORLD=domain_shift too), `make regimes-readme` those of
+# `make reproduce-demo` (every benchmark, 3 seeds), the data of the tracked README.
+regimes_study = $(RUN) transmiter regimes $(foreach w,$(WORLDS),outputs/$(1)/$(w)) --study $(1) \
+	--out outputs/regimes/$(1) --title "Regimes: where weak-to-strong transfer wins and loses ($(1) study)"
+
+regimes: setup ## After make demo on both worlds: TransMiter's gain vs source lead and alignment -> outputs/regimes/demo (tables, CSV, plot)
+	$(call regimes_study,demo)
+
+regimes-readme: setup ## After make reproduce-demo: refresh the results block of experiments/regimes/README.md
+	$(call regimes_study,demo_full) --readme experiments/regimes/README.md
 
 demo-xd: setup ## Cross-dataset, domain-generalisation and few-shot tables on the domain_shift world (see experiments/demo_xd)
 	$(RUN) transmiter world build

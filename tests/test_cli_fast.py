@@ -49,9 +49,10 @@ def _probe(*args: str, tmp_path) -> tuple[dict, str]:
         (["setting.shots=-3"], True, "setting.shots"),
         (["setting.shots=abc"], True, "setting.shots"),
         (["report", "."], True, "no results records found"),
+        (["regimes", "."], True, "no results records under ."),
         (["data", "check", "paths.data_dir=."], True, "dataset folder missing"),
     ],
-    ids=["help", "commands", "typo", "bad-value", "bad-type", "empty-report", "data-check"],
+    ids=["help", "commands", "typo", "bad-value", "bad-type", "empty-report", "empty-regimes", "data-check"],
 )
 def test_answers_without_heavy_imports(tmp_path, args, expect_error, message):
     result, output = _probe(*args, tmp_path=tmp_path)

@@ -4,6 +4,7 @@ transmiter [hydra overrides]                 run one job (or a sweep with -m); -
 transmiter data check dataset=NAME [...]     report what a dataset folder is missing
 transmiter data fake dataset=NAME [...]      write a tiny fake copy of a dataset layout (tests, smoke)
 transmiter report PATH... [--out DIR]        tables (Markdown, CSV) and plots from results records
+transmiter regimes DIR... [--out DIR]        TransMiter's gain vs source lead and alignment, per world (experiments/regimes)
 transmiter world build [world=NAME]          pretrain (or reuse) a synthetic world's models and data
 transmiter world list                        the synthetic worlds and whether their weights are built
 transmiter weights check pair=NAME           report whether a run's pretrained weights are here (exit 1 if not)
@@ -27,6 +28,7 @@ from transmiter.config.validate import ConfigError
 SUBCOMMANDS = {
     "data": "transmiter.cli.data",
     "report": "transmiter.reporting.report",
+    "regimes": "transmiter.cli.regimes",
     "world": "transmiter.cli.world",
     "weights": "transmiter.cli.weights",
     "features": "transmiter.cli.features",
