@@ -308,6 +308,8 @@ def test_command_writes_points_correlations_tables_plot_and_readme_block(tmp_pat
     # every seed's TransMiter is 4 points below the target's zero-shot on novel classes: 3 of 3 lost
     novel = " | ".join(f"{v:+.2f} ± 0.00" for v in (-3.0, 2.0, -1.0, 2.0, -4.0))  # lead, gap, swap, rot, gain
     assert f"| class_knowledge | base2novel | Novel | {novel} | 3/3 |" in md
+    # base-to-base scores all classes: its one accuracy is labelled so, not "Base"
+    assert "| class_knowledge | base2base | Accuracy | +13.00 ± 3.00 |" in md  # lead 10 + 0, 3, 6
     text = readme.read_text()
     assert "\nold\n" not in text and "## What it shows\nkept" in text and "../../out/regimes.png" in text
     assert "| domain_shift | base2base | 3 |" in text

@@ -24,6 +24,8 @@ LOG_RANGE = 30.0  # use a log x axis when max/min training time exceeds this
 DPI = 150
 LABEL_GAP = 3.0  # display units kept free around each scatter label
 SETTING_MARKERS = "osD^vP*X"  # marker per setting (regimes plot), in setting order
+# base-to-base's one accuracy shares the base panel: both are the classes the models were tuned on
+GROUP_WORDS = {"base": "tuned classes (base; base2base: all)", "novel": "novel classes"}
 
 if TYPE_CHECKING:
     from transmiter.reporting.regimes_study import RegimePoint
@@ -368,7 +370,11 @@ def plot_regimes(points: list[RegimePoint], path: str | Path) -> Path:
     fig, axes = plt.subplots(len(groups), 2, figsize=(10, 4.0 * len(groups)), squeeze=False)
     for row, group in zip(axes, groups):
         for ax, x_name, x_label in (
-            (row[0], f"lead_{group}", f"source lead on {group} (source FT − target zero-shot, points)"),
+            (
+                row[0],
+                f"lead_{group}",
+                f"source lead on {GROUP_WORDS[group]} (source FT − target zero-shot, points)",
+            ),
             (row[1], "cka", "linear CKA of source and target logits (fitting set)"),
         ):
             xs_all = []
@@ -395,7 +401,9 @@ def plot_regimes(points: list[RegimePoint], path: str | Path) -> Path:
                 lo, hi = min(xs_all), max(xs_all)
                 ax.plot([lo, hi], [lo, hi], linestyle="--", color="grey", linewidth=0.9, label="gain = lead")
             ax.set_xlabel(x_label, fontsize=9)
-            ax.set_ylabel(f"TransMiter gain on {group} over target zero-shot (points)", fontsize=9)
+            ax.set_ylabel(
+                f"TransMiter gain on {GROUP_WORDS[group]}\nover target zero-shot (points)", fontsize=9
+            )
             ax.grid(alpha=0.3)
             ax.spines[["top", "right"]].set_visible(False)
             if not xs_all:

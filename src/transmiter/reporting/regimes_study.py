@@ -392,16 +392,17 @@ def study_markdown(points: list[RegimePoint], level: int = 3, plot: str | None =
         f"{len(points)} points (one per world × setting × dataset × seed; {n_datasets} datasets in "
         f"{len(worlds_of(points))} world(s)). Differences in accuracy points; mean ± s.d. over the points "
         "of a line. Gain = TransMiter − target zero-shot; lead = source fine-tuned − target zero-shot "
-        "(validation lead: the same on the few-shot validation split, base classes, from the pre-transfer "
-        "guard); gain = lead − imitation gap + swap + rotation (exact per point), headroom = target oracle − "
-        "TransMiter.\n",
+        "(validation lead: the same on the few-shot validation split of the classes trained on, from the "
+        "pre-transfer guard); gain = lead − imitation gap + swap + rotation (exact per point), headroom = "
+        "target oracle − TransMiter. Base/Acc.: base-class accuracy in base-to-novel, accuracy over all "
+        "classes in settings without novel classes (base-to-base): the classes the models were tuned on.\n",
     ]
     if plot:
         out.append(f"![Gain over the target's zero-shot versus source lead and CKA]({plot})\n")
     out += [f"{h} Per world and setting\n"]
     out += [
-        "| World | Setting | Points | Gain Base | Gain Novel | Gain HM | Lead Base | Lead Novel | "
-        "Val. lead | CKA | Residual before | Residual after | ‖Q−I‖/√d | Guard fired | TransMiter+ gain Base "
+        "| World | Setting | Points | Gain Base/Acc. | Gain Novel | Gain HM | Lead Base/Acc. | Lead Novel | "
+        "Val. lead | CKA | Residual before | Residual after | ‖Q−I‖/√d | Guard fired | TransMiter+ gain Base/Acc. "
         "| TransMiter+ gain HM |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -435,7 +436,7 @@ def study_markdown(points: list[RegimePoint], level: int = 3, plot: str | None =
             ]
             cells.append(_losses(sub, g))
             cells += [_cell(sub, f"headroom_{g}"), _cell(sub, f"oracle_gain_{g}")]
-            out.append(f"| {key[0]} | {scope(sub[0])} | {_group_label(g)} | " + " | ".join(cells) + " |")
+            out.append(f"| {key[0]} | {scope(sub[0])} | {_group_label(g, sub)} | " + " | ".join(cells) + " |")
     out += [
         f"\n{h} Per dataset\n",
         "Mean ± s.d. over seeds.\n",
@@ -454,7 +455,7 @@ def study_markdown(points: list[RegimePoint], level: int = 3, plot: str | None =
             ]
             shared = (_cell(sub, "lead_val"), _plain(sub, "cka")) if i == 0 else ("", "")
             out.append(
-                f"| {key[0]} | {scope(sub[0])} | {key[-1]} | {_group_label(g)} | {seeds} | "
+                f"| {key[0]} | {scope(sub[0])} | {key[-1]} | {_group_label(g, sub)} | {seeds} | "
                 + " | ".join(cells)
                 + f" | {shared[0]} | {shared[1]} |"
             )
@@ -494,8 +495,18 @@ def _ordered(groups: dict[tuple, list[RegimePoint]]) -> list[tuple]:
     )
 
 
-def _group_label(group: str) -> str:
-    return {"base": "Base", "novel": "Novel", "hm": "HM"}[group]
+def _group_label(group: str, points: list[RegimePoint] | None = None) -> str:
+    """'Base' where the points have novel classes, 'Accuracy' where they have none (all classes tuned and
+    scored, as in base-to-base), 'Base/Acc.' for a mix or no points."""
+    if group != "base":
+        return {"novel": "Novel", "hm": "HM"}[group]
+    if points:
+        with_novel = {p.has_novel for p in points}
+        if with_novel == {True}:
+            return "Base"
+        if with_novel == {False}:
+            return "Accuracy"
+    return "Base/Acc."
 
 
 def _figure_label(name: str) -> str:
