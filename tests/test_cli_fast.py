@@ -1,5 +1,6 @@
 """The command line answers before the heavy libraries load: help, config typos and bad values, an empty
-report and a dataset check never import torch, Lightning or open_clip (checked in a fresh interpreter)."""
+report, a dataset check and the list of synthetic worlds never import torch, Lightning, open_clip or what
+Lightning pulls in (checked in a fresh interpreter by what it loaded, not by timing)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "lightning", "open_clip", "torchvision", "torchmetrics", "wandb", "matplotlib")
+HEAVY = (
+    "torch",
+    "lightning",
+    "open_clip",
+    "torchvision",
+    "torchmetrics",
+    "wandb",
+    "matplotlib",
+    "scipy",
+    "sympy",
+)
 
 # runs the command in a fresh interpreter, then reports its exit code and which heavy packages it loaded
 _PROBE = """
@@ -46,16 +57,41 @@ def _probe(*args: str, tmp_path) -> tuple[dict, str]:
         (["--help"], False, "== Config =="),
         (["help"], False, "transmiter data check"),
         (["methd=ft"], True, "methd"),
+        (["dataset=nosuch"], True, "dataset/nosuch"),
+        (["trainer.max_epoch=3"], True, "trainer.max_epoch"),
         (["setting.shots=-3"], True, "setting.shots"),
         (["setting.shots=abc"], True, "setting.shots"),
         (["report", "."], True, "no results records found"),
         (["regimes", "."], True, "no results records under ."),
         (["data", "check", "paths.data_dir=."], True, "dataset folder missing"),
+        (["world", "list"], False, "domain_shift"),
     ],
-    ids=["help", "commands", "typo", "bad-value", "bad-type", "empty-report", "empty-regimes", "data-check"],
+    ids=[
+        "help",
+        "commands",
+        "typo",
+        "unknown-option",
+        "unknown-nested-key",
+        "bad-value",
+        "bad-type",
+        "empty-report",
+        "empty-regimes",
+        "data-check-missing",
+        "world-list",
+    ],
 )
 def test_answers_without_heavy_imports(tmp_path, args, expect_error, message):
     result, output = _probe(*args, tmp_path=tmp_path)
     assert result["heavy"] == [], f"{args} imported {result['heavy']}"
     assert (result["code"] not in (0, None)) == expect_error, output
     assert message in output, output
+
+
+def test_checking_a_present_dataset_answers_without_heavy_imports(tmp_path):
+    """The whole `data check` of a dataset that is there (its split file read, every image listed)."""
+    wrote, output = _probe("data", "fake", "dataset=smoke", f"paths.data_dir={tmp_path}", tmp_path=tmp_path)
+    assert wrote["code"] in (0, None), output
+    result, output = _probe("data", "check", "dataset=smoke", f"paths.data_dir={tmp_path}", tmp_path=tmp_path)
+    assert result["heavy"] == [], f"data check imported {result['heavy']}"
+    assert result["code"] in (0, None), output
+    assert "[ok] Smoke" in output, output

@@ -91,8 +91,7 @@ def publish_world(world, cache_dir: Path, scale: str) -> dict:
 
 def list_worlds(overrides: list[str]) -> list[str]:
     """One line per world: name, summary, benchmarks and whether its checkpoints are published here."""
-    from transmiter.synthetic.build import shipped_manifest
-    from transmiter.synthetic.worlds import WORLDS
+    from transmiter.synthetic.worlds import WORLDS, shipped_manifest  # not build: it imports torch
 
     cfg, cache_dir, _ = _paths(overrides)
     lines = []

@@ -30,14 +30,11 @@ from transmiter.synthetic import pretrain as pt
 from transmiter.synthetic.architectures import STRONG_MODEL, WEAK_MODEL, register_synthetic_models
 from transmiter.synthetic.benchmarks import BenchmarkSpec, generate_benchmark
 from transmiter.synthetic.concurrent import pretrain_all_or_load
-from transmiter.synthetic.worlds import get_world
+from transmiter.synthetic.worlds import MANIFEST_NAME, SHIPPED_DIR, get_world, shipped_manifest
 
 log = logging.getLogger(__name__)
 
 SCALES = ("demo", "tiny")
-#: pretrained weights shipped with the package: shipped/<world>/<arch>.safetensors + manifest.json
-SHIPPED_DIR = Path(__file__).parent / "shipped"
-MANIFEST_NAME = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -90,14 +87,6 @@ class WorldArtifacts:
                 k: {**v.spec.dataset_config(), "root": str(v.root)} for k, v in self.datasets.items()
             },
         }
-
-
-def shipped_manifest(world: str, shipped_dir: Path = SHIPPED_DIR) -> dict[str, Any] | None:
-    """The manifest of the weights shipped for ``world`` (None when none are shipped)."""
-    path = shipped_dir / world / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
 
 
 def _install_shipped(

@@ -20,8 +20,10 @@ Usage::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transmiter.synthetic.benchmarks import BENCHMARKS, KIND_BENCHMARKS, BenchmarkSpec
@@ -29,6 +31,10 @@ from transmiter.synthetic.kinds import KindNaming, class_knowledge_naming
 
 if TYPE_CHECKING:
     from transmiter.synthetic.pretrain import PretrainConfig
+
+#: pretrained weights shipped with the package: shipped/<world>/<arch>.safetensors + manifest.json
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+MANIFEST_NAME = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,14 @@ def world_of_dataset(dataset_name: str) -> str | None:
         if dataset_name in world.benchmarks:
             return world.name
     return None
+
+
+def shipped_manifest(world: str, shipped_dir: Path = SHIPPED_DIR) -> dict[str, Any] | None:
+    """The manifest of the weights shipped for ``world`` (None when none are shipped)."""
+    path = shipped_dir / world / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
 
 
 def build_command(world: str, scale: str = "demo") -> str:
