@@ -127,12 +127,13 @@ def test_forward_ignores_autocast():
     torch.testing.assert_close(out, x, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("proj_dim", [None, 80])
-def test_orthogonal_adapter_pickles_and_deepcopies_exactly(proj_dim):
+@pytest.mark.parametrize("form", ["orthogonal", "frozen", "free"])
+@pytest.mark.parametrize(("proj_dim", "seed"), [(None, 0), (80, 0), (80, None)])
+def test_adapter_pickles_and_deepcopies_exactly(proj_dim, seed, form):
     import copy
     import pickle
 
-    adapter = LogitAdapter(64, proj_dim=proj_dim, seed=0)
+    adapter = LogitAdapter(64, proj_dim=proj_dim, seed=seed)
     opt = torch.optim.AdamW(adapter.parameters(), lr=1e-2)
     x = 20 + 3 * torch.randn(8, 64)
     for _ in range(2):
@@ -140,9 +141,16 @@ def test_orthogonal_adapter_pickles_and_deepcopies_exactly(proj_dim):
         opt.zero_grad()
         loss.backward()
         opt.step()
+    adapter.set_projection(form)
+    adapter.blocks[0].norm.weight.requires_grad_(False)
+    adapter.eval()
+    rng = torch.get_rng_state()
     for clone in (pickle.loads(pickle.dumps(adapter)), copy.deepcopy(adapter)):
-        assert clone.projection == "orthogonal"
+        assert clone.projection == form and clone.training is False
         sa, sb = adapter.state_dict(), clone.state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+        grads = {n: p.requires_grad for n, p in adapter.named_parameters()}
+        assert {n: p.requires_grad for n, p in clone.named_parameters()} == grads
         with torch.no_grad():
             assert torch.equal(clone(x), adapter(x))
+    assert torch.equal(torch.get_rng_state(), rng)  # rebuilding draws nothing from the global RNG

@@ -238,37 +238,31 @@ class LogitAdapter(nn.Module):
         return self
 
     # ---------------------------------------------------------------- pickling
-    # PyTorch refuses to pickle parametrised modules (only state_dict is supported), but Lightning's
-    # ddp_spawn and multiprocessing pickle the whole module. The orthogonal form is pickled as the
-    # parametrisation's internals (original, base) and rebuilt exactly on unpickling. No temporary
-    # tensors are created here: under torch.multiprocessing a pickled CPU tensor travels as a shared-
-    # memory file descriptor, which must stay open until the child has read it.
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        if self._projection == "orthogonal":
-            plist = self.push.parametrizations["weight"]
-            modules = dict(state["_modules"])
-            modules["push"] = None
-            state["_modules"] = modules
-            state["_orthogonal_internals"] = (plist.original, plist[0].base)
-        return state
+    # PyTorch pickles a parametrised module only through its state_dict, but Lightning's ddp_spawn and
+    # multiprocessing pickle the whole module: the adapter travels as its configuration, form and
+    # state_dict and is rebuilt from them. keep_vars=True hands pickle the adapter's own tensors, no
+    # temporaries: under torch.multiprocessing a pickled CPU tensor travels as a shared-memory file
+    # descriptor, which must stay open until the child has read it.
+    def __reduce__(self):
+        state = self.state_dict(keep_vars=True)
+        return (
+            LogitAdapter._unpickle,
+            (self.config.to_dict(), self._projection, self._seed, self.training, state),
+        )
 
-    def __setstate__(self, state: dict) -> None:
-        internals = state.pop("_orthogonal_internals", None)
-        super().__setstate__(state)
-        if internals is not None:
-            original, base = internals
-            push = nn.Linear(self.K, self.proj_dim, bias=False, device=original.device, dtype=original.dtype)
-            with torch.no_grad():
-                push.weight.copy_(base[..., : self.K])  # orthonormal placeholder, replaced below
-            self.push = push
-            self._projection = "free"
-            self.set_projection("orthogonal")
-            plist = self.push.parametrizations["weight"]
-            with torch.no_grad():
-                plist.original.copy_(original)
-                plist[0].base.copy_(base)
-            plist.original.requires_grad_(original.requires_grad)
+    @classmethod
+    def _unpickle(
+        cls, config: Mapping, projection: str, seed: int | None, training: bool, state: Mapping[str, Tensor]
+    ) -> LogitAdapter:
+        """The adapter `__reduce__` describes: same form, tensors, trainable flags, mode and seed."""
+        first = next(iter(state.values()))
+        adapter = cls.blank(AdapterConfig.from_dict(config), dtype=first.dtype).to(first.device)
+        adapter.set_projection(projection)  # its placeholder values are overwritten next
+        adapter.load_state_dict(state)
+        for name, param in adapter.named_parameters():
+            param.requires_grad_(state[name].requires_grad)
+        adapter._seed = seed  # what later conversions of the form draw from
+        return adapter.train(training)
 
     # ---------------------------------------------------------------- forward
     def standardize(self, logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -306,23 +300,29 @@ class LogitAdapter(nn.Module):
         return out
 
     @classmethod
+    def blank(cls, config: AdapterConfig, *, dtype: torch.dtype = torch.float32) -> LogitAdapter:
+        """An adapter of `config` in the free form with W = identity placeholder, for tensors loaded next
+        (seeded init: leaves the global RNG untouched)."""
+        return cls(
+            config.K,
+            config.proj_dim,
+            config.mlp_ratio,
+            config.depth,
+            config.dropout,
+            projection="free",
+            seed=0,
+            eps=config.eps,
+            dtype=dtype,
+            random_init=False,
+        )
+
+    @classmethod
     def from_tensors(
         cls, tensors: Mapping[str, Tensor], config: AdapterConfig | Mapping, *, projection: str = "frozen"
     ) -> LogitAdapter:
         cfg = config if isinstance(config, AdapterConfig) else AdapterConfig.from_dict(config)
         W = tensors[PROJECTION_KEY]
-        adapter = cls(
-            cfg.K,
-            cfg.proj_dim,
-            cfg.mlp_ratio,
-            cfg.depth,
-            cfg.dropout,
-            projection="free",
-            seed=0,
-            eps=cfg.eps,  # seeded init: leaves the global RNG untouched
-            dtype=W.dtype if W.is_floating_point() else torch.float32,
-            random_init=False,
-        )
+        adapter = cls.blank(cfg, dtype=W.dtype if W.is_floating_point() else torch.float32)
         adapter.load_tensors(tensors)
         return adapter.set_projection(projection)
 
