@@ -56,6 +56,8 @@ def _probe(*args: str, tmp_path) -> tuple[dict, str]:
     [
         (["--help"], False, "== Config =="),
         (["help"], False, "transmiter data check"),
+        (["--help", "seed=7"], False, "seed: 7"),
+        (["dataset=nosuch", "--help"], True, "dataset/nosuch"),
         (["methd=ft"], True, "methd"),
         (["dataset=nosuch"], True, "dataset/nosuch"),
         (["trainer.max_epoch=3"], True, "trainer.max_epoch"),
@@ -69,6 +71,8 @@ def _probe(*args: str, tmp_path) -> tuple[dict, str]:
     ids=[
         "help",
         "commands",
+        "help-with-override",
+        "help-with-typo",
         "typo",
         "unknown-option",
         "unknown-nested-key",
@@ -95,3 +99,17 @@ def test_checking_a_present_dataset_answers_without_heavy_imports(tmp_path):
     assert result["heavy"] == [], f"data check imported {result['heavy']}"
     assert result["code"] in (0, None), output
     assert "[ok] Smoke" in output, output
+
+
+def test_help_lists_every_config_group_and_its_options(tmp_path):
+    """--help names each config group (a folder of conf/) with its options, the YAML files, and not the
+    schemas the method files start from."""
+    from transmiter.config.compose import CONFIG_DIR
+
+    result, output = _probe("--help", tmp_path=tmp_path)
+    assert result["code"] in (0, None), output
+    for folder in CONFIG_DIR.iterdir():
+        options = sorted(f.stem for f in folder.glob("*.yaml"))
+        if folder.is_dir() and folder.name != "hydra" and options:
+            assert f"{folder.name}: {', '.join(options)}\n" in output, folder.name
+    assert "_schema" not in output

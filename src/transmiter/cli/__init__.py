@@ -18,10 +18,15 @@ config errors answer at once.
 from __future__ import annotations
 
 import importlib
+import string
 import sys
 
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 from transmiter.app import main as app_main
-from transmiter.config.compose import check_override_keys
+from transmiter.config.compose import CONFIG_DIR, check_override_keys, compose_config
 from transmiter.config.validate import ConfigError
 
 # sub-command -> the module whose `main(argv)` runs it, imported only when chosen
@@ -42,13 +47,42 @@ def main(argv: list[str] | None = None) -> int | None:
         return 0
     if argv and argv[0] in SUBCOMMANDS:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
-    if "--help" in argv or "-h" in argv:
-        print(__doc__)  # the sub-commands; Hydra's help (config groups, keys) follows
+    asks_help = "--help" in argv or "-h" in argv
+    if asks_help:
+        print(__doc__)  # the sub-commands; the config groups and keys follow
     try:
         check_override_keys(argv)
+        if asks_help and (text := config_help([a for a in argv if a not in ("--help", "-h")])):
+            print(text)
+            return 0
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     sys.argv = [sys.argv[0], *argv]
     app_main()
     return 0
+
+
+def config_help(overrides: list[str]) -> str | None:
+    """Hydra's help page (its `hydra.help.template`: config groups, then the config composed with
+    `overrides`) from one composition; Hydra's own --help re-reads the config repository once per group,
+    seconds more. None when Hydra should answer: options besides overrides, or a template that asks for
+    Hydra's flags or groups."""
+    if any(arg.startswith("-") for arg in overrides):
+        return None
+    try:
+        cfg = compose_config(overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(str(err)) from err
+    template = str(cfg.hydra.help.template)
+    if "$FLAGS_HELP" in template or "$HYDRA_CONFIG_GROUPS" in template:
+        return None
+    groups = []
+    for folder in sorted(p for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name != "hydra"):
+        options = sorted(f.stem for f in folder.glob("*.yaml"))
+        if options:
+            groups.append(f"{folder.name}: {', '.join(options)}")
+    config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    return string.Template(template).safe_substitute(
+        APP_CONFIG_GROUPS="\n".join(groups) + "\n", CONFIG=OmegaConf.to_yaml(config)
+    )
