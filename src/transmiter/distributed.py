@@ -119,9 +119,11 @@ def begin_job() -> None:
         os.environ[JOB_ENV] = uuid.uuid4().hex[:16]
 
 
-# torch's DistributedDataParallel skips the parameters and buffers this attribute of the wrapped module names
-# (no constructor argument takes them; DistributedDataParallel._set_params_and_buffers_to_ignore_for_model
-# sets the same attribute). tests/test_distributed.py pins the behaviour against the installed torch.
+# torch's DistributedDataParallel skips the parameters and buffers this attribute of the wrapped module names.
+# No public API names single tensors: torch's own setter (_set_params_and_buffers_to_ignore_for_model) is
+# private too, DDPStrategy(broadcast_buffers=False) stops the sync of every buffer (BatchNorm statistics of a
+# ResNet tower included), and requires_grad=False concerns parameters only. tests/test_ddp_sync_exclusion.py
+# pins the behaviour against the installed torch.
 _DDP_IGNORE_ATTRIBUTE = "_ddp_params_and_buffers_to_ignore"
 
 
