@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import shutil
@@ -12,6 +14,7 @@ from PIL import Image
 
 from transmiter.synthetic.benchmarks import (
     BENCHMARKS,
+    KIND_BENCHMARKS,
     MARKER_NAME,
     SPLIT_SIZES,
     benchmark_status,
@@ -143,6 +146,45 @@ def test_folder_written_at_another_scale_is_stale(tiny_data):
     spec = BENCHMARKS["SynthCounts"]
     assert benchmark_status(spec, tiny_data, "tiny") == "complete"
     assert benchmark_status(spec, tiny_data, "demo") == "stale"
+
+
+def _split_contents(root, split_file, split_name):
+    """(label, SHA-256 of the image bytes) of every item of one split, in split order."""
+    split = json.loads((root / split_file).read_text())
+    return [
+        (label, hashlib.sha256((root / "images" / rel).read_bytes()).hexdigest())
+        for rel, label, _ in split[split_name]
+    ]
+
+
+def test_a_larger_validation_split_leaves_the_train_and_test_images_unchanged(tiny_data, tmp_path):
+    """Each split is drawn from its own random stream: more validation images per class change neither the
+    training images nor the test images (pixels, labels, order), so test figures stay comparable."""
+    spec = BENCHMARKS["SynthShapes"]
+    larger = dataclasses.replace(spec, val_per_class=(("tiny", 7),))
+    assert larger.split_sizes("tiny") == (SPLIT_SIZES["tiny"][0], 7, SPLIT_SIZES["tiny"][2])
+    assert larger.key("tiny") != spec.key("tiny") and larger.key("demo") == spec.key("demo")
+    generate_benchmark(larger, tmp_path, scale="tiny", progress=False)
+    assert benchmark_status(spec, tmp_path, "tiny") == "stale"
+    before, after = tiny_data / spec.folder, tmp_path / spec.folder
+    for name in ("train", "test"):
+        assert _split_contents(after, spec.split_file, name) == _split_contents(before, spec.split_file, name)
+    val = _split_contents(after, spec.split_file, "val")
+    assert len(val) == 7 * spec.num_classes and len({digest for _, digest in val}) == len(val)
+
+
+@pytest.mark.parametrize("item", [("huge", 8), ("tiny", 0), ("tiny", 2.5), ("tiny",)])
+def test_a_bad_validation_count_is_refused(item):
+    with pytest.raises(ValueError, match="SynthShapes: val_per_class"):
+        dataclasses.replace(BENCHMARKS["SynthShapes"], val_per_class=(item,))
+
+
+def test_the_named_kind_benchmarks_are_measured_on_as_many_val_as_test_images():
+    """The class_knowledge world is calibrated on its validation split: at demo scale it holds at least as
+    many images per class as the test split, not the few of the other benchmarks."""
+    for spec in KIND_BENCHMARKS.values():
+        train, val, test = spec.split_sizes("demo")
+        assert (train, test) == (SPLIT_SIZES["demo"][0], SPLIT_SIZES["demo"][2]) and val >= test
 
 
 def test_leftover_temporary_folder_does_not_count(tmp_path):

@@ -151,6 +151,24 @@ def test_eval_split_val_evaluates_the_validation_split_and_says_so(compose, tmp_
     assert record["eval_split"] == "val" and record["row"].endswith("[val]")
 
 
+def test_eval_split_val_full_scores_the_whole_validation_split(compose, tmp_path):
+    """`eval.split=val_full` measures on every validation image (not the few-shot sample of min(shots, 4) per
+    class, which stays the val list the methods see); the rows say so."""
+    from transmiter.data.protocol import build_splits
+
+    cfg = compose(["experiment=smoke", "eval.split=val_full", f"paths.output_dir={tmp_path}/run"])
+    _fake(cfg, classes=6, per_class=(4, 7, 2))
+    ctx = RunContext.from_config(cfg)
+    base = ctx.splits("base")
+    whole = build_splits(ctx.dataset_spec, ctx.data_dir, shots=-1, subsample="base")
+    assert [d.impath for d in base.test] == [d.impath for d in whole.val] and len(base.test) == 3 * 7
+    assert len(base.val) == 3 * 4  # shots=4: the sampled val list the methods see is unchanged
+    assert not {d.impath for d in base.test} & {d.impath for d in whole.test}
+    run(cfg)
+    (record,) = load_records([tmp_path / "run"])
+    assert record["eval_split"] == "val_full" and record["row"].endswith("[val_full]")
+
+
 def test_eval_split_val_refuses_datasets_whose_val_is_the_test_set(compose, tmp_path, monkeypatch):
     import dataclasses
 
@@ -167,11 +185,12 @@ def test_eval_split_val_refuses_datasets_whose_val_is_the_test_set(compose, tmp_
         RunContext.from_config(cfg).splits("base")
 
 
-def test_eval_split_must_be_test_or_val(compose):
+def test_an_unknown_eval_split_names_the_choices(compose):
     from transmiter.config import ConfigError, validate_config
 
-    with pytest.raises(ConfigError, match="eval.split"):
+    with pytest.raises(ConfigError, match="eval.split") as error:
         validate_config(compose(["experiment=smoke", "eval.split=train"]), check_data=False)
+    assert all(choice in str(error.value) for choice in ("test", "val", "val_full"))
 
 
 def test_dataset_train_crop_scale_reaches_the_training_transform_and_feature_identity(compose, tmp_path):

@@ -231,9 +231,13 @@ class RunContext:
         key = (spec.name, spec.folder, subsample, shots, self.seed)
         if key not in self._splits:
             splits = build_splits(spec, self.data_dir, shots=shots, seed=self.seed, subsample=subsample)
+            scored = splits.val
+            if self.eval_split == "val_full":  # the validation split before few-shot sampling
+                scored = build_splits(spec, self.data_dir, shots=-1, seed=self.seed, subsample=subsample).val
+            splits = self._evaluated_on(splits, scored)
             if self.on_corrupt_image == "skip":
                 splits = self._without_unreadable(splits)
-            self._splits[key] = self._evaluated_on(splits)
+            self._splits[key] = splits
         return self._splits[key]
 
     @property
@@ -281,19 +285,23 @@ class RunContext:
     def eval_split(self) -> str:
         return str(self.cfg.get("eval", {}).get("split", "test"))
 
-    def _evaluated_on(self, splits):
-        """With `eval.split=val`, the splits' test list is their (few-shot sampled) val list, so every method
-        evaluates on val without knowing; training never reads `test`, so stages are shared with test runs."""
+    def _evaluated_on(self, splits, scored):
+        """`splits` with `scored` as their test list. `eval.split=val` scores the few-shot sampled val list,
+        so every method evaluates on val without knowing; training never reads `test`, so stages are shared
+        with test runs. `eval.split=val_full` scores the whole validation split (`scored`): a few images per
+        class are enough to select a hyperparameter, too few to measure a dataset itself (e.g. to calibrate
+        a synthetic world)."""
         if self.eval_split == "test":
             return splits
         if splits.val_is_test:
             from transmiter.config import ConfigError
 
             raise ConfigError(
-                f"eval.split=val: {splits.name} has no validation split of its own (its protocol uses the test "
-                "set as val), so it cannot be used for model selection; tune on another dataset or use eval.split=test"
+                f"eval.split={self.eval_split}: {splits.name} has no validation split of its own (its protocol "
+                "uses the test set as val), so it cannot be used for model selection; tune on another dataset "
+                "or use eval.split=test"
             )
-        return dataclasses.replace(splits, test=list(splits.val))
+        return dataclasses.replace(splits, test=list(scored))
 
     # --- models -------------------------------------------------------------------------------
     def load_model(self, node: DictConfig | Any, device: str = "cpu"):

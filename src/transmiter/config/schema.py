@@ -29,7 +29,7 @@ from transmiter.data.spec import CORRUPT_IMAGE_POLICIES, LOADER_KINDS
 from transmiter.models.templates import TEMPLATE_KINDS
 
 SUBSETS = ("all", "base", "new")
-EVAL_SPLITS = ("test", "val")
+EVAL_SPLITS = ("test", "val", "val_full")
 NOISE_MODES = ("batch", "sample")
 
 
@@ -100,8 +100,13 @@ class PathsConfig:
 @dataclass
 class EvalConfig:
     # test: the reported numbers; val: model selection (a sweep that picks a hyperparameter reads val,
-    # never test; rows get a " [val]" suffix)
-    split: str = one_of("test", EVAL_SPLITS, "use test (reported numbers) or val (hyperparameter selection)")
+    # never test; rows get a " [val]" suffix); val_full: the whole validation split, not few-shot sampled
+    # (to measure a dataset itself, e.g. a synthetic world's calibration; rows get " [val_full]")
+    split: str = one_of(
+        "test",
+        EVAL_SPLITS,
+        "use test (reported numbers), val (hyperparameter selection) or val_full (the whole validation split)",
+    )
     batch_size: int = checked(256, ok=_positive, fix="use a positive integer")  # images per feature batch
     # dataloader workers (0 = in process; raise on machines with many cores)
     num_workers: int = checked(0, ok=lambda v: _int(v) and v >= 0, fix="use 0 or a positive integer")
