@@ -1,4 +1,5 @@
-"""Slow science checks of the class_knowledge world: the regime it was calibrated for, on the validation split.
+"""Slow science checks of the class_knowledge world: the regime it was calibrated for, on the whole validation
+split (`eval.split=val_full`, 50 images per class) and on test.
 
 The targets were fixed in advance from the published real-data pattern (CLIP ViT-B/16 zero-shot 69.3 / 74.2
 -> FT 85.0 / 74.3 base / novel) and hold on average over the world's benchmarks, base2novel, seed 1:
@@ -7,8 +8,9 @@ The targets were fixed in advance from the published real-data pattern (CLIP ViT
 * the strong model's zero-shot accuracy is 5-10 points above the weak model's, on base and on novel;
 * both models are far from chance and below 95 %.
 
-The world was chosen on validation (experiments/demo/class_knowledge.md); on test the strong model's base
-lead came out at 11.9 points, above the bound, so test is not asserted here.
+The world misses one target: the strong model's base lead is 10.5 points on the whole validation split and
+11.9 on test (experiments/demo/class_knowledge.md says why), so that check is an expected failure that
+reports when the world starts to meet it.
 
 The world's weights ship with the package, so nothing is pretrained here. A second check retrains both
 models from scratch (`transmiter world build --force`) and compares their zero-shot accuracy with the
@@ -26,6 +28,7 @@ from transmiter.synthetic.worlds import get_world
 
 pytestmark = pytest.mark.slow
 WORLD = "class_knowledge"
+SPLITS = ("val_full", "test")
 DATASETS = get_world(WORLD).dataset_folders
 ROWS = {
     "zs_weak": ("Zero-shot synth-weak", ["method=zeroshot", "model=synth_weak"]),
@@ -63,14 +66,15 @@ def _ft_recipe() -> list[str]:
 
 @pytest.fixture(scope="module")
 def rows(shipped_world, tmp_path_factory):
-    """{(split, row): (mean base, mean novel)} over the world's benchmarks, base2novel, seed 1, validation."""
+    """{(split, row): (mean base, mean novel)} over the world's benchmarks, base2novel, seed 1, on the whole
+    validation split and on test (FT trains once per benchmark: the stage is shared by both splits)."""
     from transmiter.app import run
     from transmiter.config import compose_config
 
     cache, data = shipped_world
     recipe = _ft_recipe()
     per_dataset: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for split in ("val",):
+    for split in SPLITS:
         for dataset in DATASETS:
             for key, (_, overrides) in ROWS.items():
                 out = tmp_path_factory.mktemp(f"{split}_{dataset}_{key}")
@@ -96,23 +100,41 @@ def rows(shipped_world, tmp_path_factory):
     return means
 
 
-def test_fine_tuning_the_weak_model_lifts_base_and_leaves_novel(rows):
-    (zs_base, zs_novel), (ft_base, ft_novel) = rows["val", "zs_weak"], rows["val", "ft_weak"]
+@pytest.mark.parametrize("split", SPLITS)
+def test_fine_tuning_the_weak_model_lifts_base_and_leaves_novel(rows, split):
+    (zs_base, zs_novel), (ft_base, ft_novel) = rows[split, "zs_weak"], rows[split, "ft_weak"]
     assert round(ft_base - zs_base, 6) >= 10, (zs_base, ft_base)
     assert round(abs(ft_novel - zs_novel), 6) <= 3, (zs_novel, ft_novel)
 
 
-def test_the_strong_model_knows_5_to_10_points_more(rows):
-    weak, strong = rows["val", "zs_weak"], rows["val", "zs_strong"]
-    for group, w, s in zip(("base", "novel"), weak, strong):
-        # means of counts over 3 benchmarks: round away float noise at the bounds
-        assert 5 <= round(s - w, 6) <= 10, (group, w, s)
+def _strong_lead(rows, split: str, group: str) -> tuple[float, float, float]:
+    index = ("base", "novel").index(group)
+    weak, strong = rows[split, "zs_weak"][index], rows[split, "zs_strong"][index]
+    # means of counts over 3 benchmarks: round away float noise at the bounds
+    return round(strong - weak, 6), weak, strong
 
 
-def test_both_models_are_far_from_chance_and_imperfect(rows):
+@pytest.mark.parametrize("split", SPLITS)
+def test_the_strong_model_knows_5_to_10_points_more_on_novel_classes(rows, split):
+    lead, weak, strong = _strong_lead(rows, split, "novel")
+    assert 5 <= lead <= 10, (weak, strong)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the world misses this target: the strong model's base lead is 10.5 points on val_full, 11.9 on test",
+)
+@pytest.mark.parametrize("split", SPLITS)
+def test_the_strong_model_knows_5_to_10_points_more_on_base_classes(rows, split):
+    lead, weak, strong = _strong_lead(rows, split, "base")
+    assert 5 <= lead <= 10, (weak, strong)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_both_models_are_far_from_chance_and_imperfect(rows, split):
     chance = 100.0 / 20  # 20 classes per group
     for key in ("zs_weak", "zs_strong"):
-        for accuracy in rows["val", key]:
+        for accuracy in rows[split, key]:
             assert accuracy > 4 * chance and accuracy < 95, (key, accuracy)
 
 
