@@ -185,7 +185,7 @@ def test_import_of_two_datasets_reports_both_averages(tmp_path, capsys):
     )
     capsys.readouterr()
     assert cli(["report", str(out), "--out", str(tmp_path / "report")]) == 0
-    table = capsys.readouterr().out
+    table = (tmp_path / "report" / "results.md").read_text()
     records = load_records([out])
     assert {r["dataset"] for r in records} == {"DescribableTextures", "EuroSAT"}
     assert {r["row"] for r in records} >= {"PromptSRC tiny-random", "TransMiter+ tiny-random→tiny-random-b"}
