@@ -6,8 +6,8 @@ Usage::
     paths = pretrain_all_or_load([weak_cfg, strong_cfg], cache_dir, side_by_side=True)  # {model: path}
     # or: transmiter world build --side-by-side
 
-Why: the synthetic models are small, so one training with two torch threads is only ~1.2-1.3x faster
-than with one, while two trainings side by side with one thread each both run at nearly full speed. Each
+Why: the synthetic models are small, so one training gains little from a second torch thread, while two
+trainings side by side with one thread each both run at nearly full speed. Each
 missing checkpoint is trained in its own spawned process, at most one per core at a time. The processes
 share the count of trainings still running, and before every step each one sets its torch threads to
 ``cores // running``: one thread each while both run, every core for the one left at the end
@@ -18,10 +18,8 @@ others and is raised here with the worker's traceback.
 Why opt-in: the recipe, the data stream and the cache key are those of :func:`pretrain_or_load`, but CPU
 kernels are not bit-identical across thread counts, so the weights differ in the last bits from a
 one-at-a-time build, which is bit-reproducible on a given machine (the demo tables were made from it). And
-the saving is modest on 2 cores: measured on the 2-core CI machine (2026-11-23), 469 s side by side
-against 515 s one at a time for the demo world (weak 500 steps, strong 500 steps): the two trainings share
-the cores only until the weak one ends, and then cache and memory traffic of the two processes costs the
-strong one ~15 % per step. More cores per training leave more on the table when one training runs alone.
+the saving is modest on 2 cores (experiments/demo/README.md has the timings): the two trainings share the
+cores only until the weak one ends, and the cache and memory traffic of two processes slows each step.
 """
 
 from __future__ import annotations
