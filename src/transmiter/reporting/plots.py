@@ -79,6 +79,23 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def _save_with_legend_above(fig, handles, labels: list[str], max_columns: int, path: str | Path) -> Path:
+    """One legend for all panels, above them; then save and close the figure."""
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=min(max_columns, max(1, len(labels))),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1.0),
+    )
+    fig.tight_layout()
+    out = _save(fig, path)
+    _pyplot().close(fig)
+    return out
+
+
 def plot_results(rows: list[Row], path: str | Path) -> Path:
     """Grouped bars, one panel (row of the figure) per setting, values printed on the bars."""
     plt = _pyplot()
@@ -342,19 +359,7 @@ def plot_shot_curves(rows: list[Row], path: str | Path, setting: str | None = No
     for ax in list(axes.flat)[len(datasets) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        [_wrap(label, 28) for label in labels],
-        loc="lower center",
-        ncol=min(4, len(labels)),
-        fontsize=8,
-        frameon=False,
-        bbox_to_anchor=(0.5, 1.0),
-    )
-    fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return _save_with_legend_above(fig, handles, [_wrap(label, 28) for label in labels], 4, path)
 
 
 def plot_regimes(points: list[RegimePoint], path: str | Path) -> Path:
@@ -415,16 +420,4 @@ def plot_regimes(points: list[RegimePoint], path: str | Path) -> Path:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
     labels = list(handles)
-    fig.legend(
-        [handles[label] for label in labels],
-        labels,
-        loc="lower center",
-        ncol=min(5, max(1, len(labels))),
-        fontsize=8,
-        frameon=False,
-        bbox_to_anchor=(0.5, 1.0),
-    )
-    fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return _save_with_legend_above(fig, [handles[label] for label in labels], labels, 5, path)
