@@ -63,6 +63,19 @@ def test_keys_added_with_plus_are_checked_against_the_schema(compose, override, 
     assert f"unknown key {key!r}" in str(err.value) and f"did you mean {guess}?" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("trainer", "override", "guess"),
+    [("cpu", "+trainer.max_epoch=3", "max_epochs"), ("ddp_cpu", "+trainer.precison=bf16-mixed", "precision")],
+)
+def test_a_trainer_key_lightning_does_not_take_is_refused_at_composition(compose, trainer, override, guess):
+    """The trainer node is untyped, so its keys are checked against its class's keyword arguments instead."""
+    with pytest.raises(ConfigError) as err:
+        compose([f"trainer={trainer}", override])
+    key = override.lstrip("+").split("=")[0]
+    assert f"unknown key {key!r}" in str(err.value) and f"did you mean trainer.{guess}?" in str(err.value)
+    compose([f"trainer={trainer}", f"++trainer.{guess}={override.split('=')[1]}"])  # the right key composes
+
+
 def test_the_app_refuses_a_plus_key_even_in_a_config_composed_elsewhere(compose, tmp_path):
     from omegaconf import open_dict
 

@@ -558,9 +558,39 @@ def unknown_key_message(key: str, known: Sequence[str], where: str = "the config
 
 def check_known_keys(cfg: DictConfig) -> None:
     """Refuse keys that no schema declares, also those added with `+key=value` (Hydra adds them even to
-    typed nodes): a typo such as `+methd=ft` would otherwise run the default job. Untyped nodes (trainer,
-    logger, callbacks, free-form dicts) take any key."""
+    typed nodes): a typo such as `+methd=ft` would otherwise run the default job. The trainer node takes the
+    keyword arguments of its `_target_` class; other untyped nodes (logger, callbacks, free-form dicts) take
+    any key."""
     _check_keys(cfg, "")
+    _check_trainer_keys(cfg)
+
+
+def _check_trainer_keys(cfg: DictConfig) -> None:
+    """A trainer key its class does not accept (`+trainer.max_epoch=3`) would otherwise fail inside
+    Lightning, after the data and models are loaded."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    if "trainer" not in cfg or OmegaConf.is_missing(cfg, "trainer"):
+        return
+    trainer = cfg.trainer
+    if not isinstance(trainer, DictConfig) or not isinstance(trainer.get("_target_"), str):
+        return
+    try:
+        params = inspect.signature(get_class(trainer._target_).__init__).parameters
+    except Exception as err:
+        raise ConfigError(
+            f"trainer._target_={trainer._target_!r} cannot be imported ({err}); use a class path such as "
+            "lightning.pytorch.Trainer (conf/trainer)"
+        ) from err
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [name for name in params if name != "self"]
+    for key in trainer:
+        if key != "_target_" and str(key) not in known:
+            where = f"trainer ({trainer._target_})"
+            raise ConfigError(unknown_key_message(f"trainer.{key}", known, where))
 
 
 def _check_keys(node: Any, path: str) -> None:
