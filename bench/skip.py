@@ -39,7 +39,9 @@ def run(opts: BenchOptions) -> list[BenchRecord]:
     from transmiter.synthetic.architectures import STRONG_MODEL, WEAK_MODEL, register_synthetic_models
 
     register_synthetic_models()
-    steps = 2 if opts.quick else 3
+    # the small models' steps take 10-60 ms, where a handful of steps measures the scheduler more than the
+    # method: they get enough steps for about a second or more of timing per method
+    steps = 10 if opts.quick else 40
     # (label, open_clip name, image px, classes C, timed steps, batch); the synthetic world's two ViTs at
     # SynthShapes' 30 classes and the demo's Skip Tuning batch of 16
     cases = [
