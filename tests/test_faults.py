@@ -67,13 +67,22 @@ def test_keys_added_with_plus_are_checked_against_the_schema(compose, override, 
     ("trainer", "override", "guess"),
     [("cpu", "+trainer.max_epoch=3", "max_epochs"), ("ddp_cpu", "+trainer.precison=bf16-mixed", "precision")],
 )
-def test_a_trainer_key_lightning_does_not_take_is_refused_at_composition(compose, trainer, override, guess):
-    """The trainer node is untyped, so its keys are checked against its class's keyword arguments instead."""
+def test_a_trainer_key_lightning_does_not_take_is_refused_before_the_job_runs(
+    compose, tmp_path, trainer, override, guess
+):
+    """The trainer node is untyped, so the app checks its keys against its class's keyword arguments before
+    it loads data or models."""
+    base = ["experiment=smoke", f"trainer={trainer}", f"paths.output_dir={tmp_path}/run"]
+    base.append(f"paths.data_dir={tmp_path}/data")
+    write_fake_data(compose(base))
     with pytest.raises(ConfigError) as err:
-        compose([f"trainer={trainer}", override])
+        run(compose([*base, override]))
     key = override.lstrip("+").split("=")[0]
     assert f"unknown key {key!r}" in str(err.value) and f"did you mean trainer.{guess}?" in str(err.value)
-    compose([f"trainer={trainer}", f"++trainer.{guess}={override.split('=')[1]}"])  # the right key composes
+    assert not (tmp_path / "run" / "job.json").exists()
+    from transmiter.config.schema import check_trainer_keys
+
+    check_trainer_keys(compose([*base, f"++trainer.{guess}={override.split('=')[1]}"]))  # the right key passes
 
 
 def test_the_app_refuses_a_plus_key_even_in_a_config_composed_elsewhere(compose, tmp_path):

@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from transmiter.config.compose import CONFIG_DIR
-from transmiter.config.schema import check_known_keys
+from transmiter.config.schema import check_known_keys, check_trainer_keys
 from transmiter.config.validate import ConfigError, validate_config
 from transmiter.io import WriteError, absolute, check_folder, is_disk_error, write_error
 from transmiter.planning import describe_job, job_status
@@ -74,7 +74,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     check_folder(output_dir, "paths.output_dir")
     check_folder(absolute(cfg.paths.cache_dir), "paths.cache_dir")
     validate_config(cfg)
-    from transmiter.job import run_job  # the heavy layers (torch, Lightning, open_clip) start here
+    check_trainer_keys(cfg)  # imports Lightning: the heavy layers start here
+    from transmiter.job import run_job
 
     return run_job(cfg)
 

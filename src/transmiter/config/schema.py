@@ -558,16 +558,15 @@ def unknown_key_message(key: str, known: Sequence[str], where: str = "the config
 
 def check_known_keys(cfg: DictConfig) -> None:
     """Refuse keys that no schema declares, also those added with `+key=value` (Hydra adds them even to
-    typed nodes): a typo such as `+methd=ft` would otherwise run the default job. The trainer node takes the
-    keyword arguments of its `_target_` class; other untyped nodes (logger, callbacks, free-form dicts) take
-    any key."""
+    typed nodes): a typo such as `+methd=ft` would otherwise run the default job. Untyped nodes (trainer,
+    logger, callbacks, free-form dicts) take any key here; :func:`check_trainer_keys` checks the trainer's."""
     _check_keys(cfg, "")
-    _check_trainer_keys(cfg)
 
 
-def _check_trainer_keys(cfg: DictConfig) -> None:
-    """A trainer key its class does not accept (`+trainer.max_epoch=3`) would otherwise fail inside
-    Lightning, after the data and models are loaded."""
+def check_trainer_keys(cfg: DictConfig) -> None:
+    """Refuse a trainer key its `_target_` class does not accept (`+trainer.max_epoch=3`), which would
+    otherwise fail inside Lightning after the data and models are loaded. It imports that class, so the app
+    calls it once a job is about to run, not while answering `--help` or a dry run."""
     import inspect
 
     from hydra.utils import get_class
