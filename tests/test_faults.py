@@ -17,6 +17,7 @@ from tests.toys import write_fake_data
 from transmiter.app import run
 from transmiter.cli import SUBCOMMANDS
 from transmiter.config import ConfigError, validate_config
+from transmiter.config.schema import check_trainer_keys
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,17 +73,20 @@ def test_a_trainer_key_lightning_does_not_take_is_refused_before_the_job_runs(
 ):
     """The trainer node is untyped, so the app checks its keys against its class's keyword arguments before
     it loads data or models."""
-    base = ["experiment=smoke", f"trainer={trainer}", f"paths.output_dir={tmp_path}/run"]
-    base.append(f"paths.data_dir={tmp_path}/data")
+    base = [
+        "experiment=smoke",
+        f"trainer={trainer}",
+        f"paths.output_dir={tmp_path}/run",
+        f"paths.data_dir={tmp_path}/data",
+    ]
     write_fake_data(compose(base))
     with pytest.raises(ConfigError) as err:
         run(compose([*base, override]))
     key = override.lstrip("+").split("=")[0]
     assert f"unknown key {key!r}" in str(err.value) and f"did you mean trainer.{guess}?" in str(err.value)
     assert not (tmp_path / "run" / "job.json").exists()
-    from transmiter.config.schema import check_trainer_keys
-
-    check_trainer_keys(compose([*base, f"++trainer.{guess}={override.split('=')[1]}"]))  # the right key passes
+    # the right key passes
+    check_trainer_keys(compose([*base, f"++trainer.{guess}={override.split('=')[1]}"]))
 
 
 def test_the_app_refuses_a_plus_key_even_in_a_config_composed_elsewhere(compose, tmp_path):
