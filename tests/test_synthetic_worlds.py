@@ -172,6 +172,21 @@ def test_naming_is_part_of_the_recipe_key_only_in_the_world_that_names():
     assert knowledge.key() != shift.key()
 
 
+def test_a_worlds_pretraining_overrides_change_only_their_architecture_at_demo_scale():
+    from transmiter.synthetic import pretrain as pt
+
+    world = get_world("class_knowledge")
+    assert world.pretrain_overrides, "the class_knowledge world's runs were chosen on validation"
+    for model in ("SynthViT-T-8", "SynthViT-S-8"):
+        changes = dict(world.pretrain_overrides.get(model, {}))
+        demo = world.pretrain_config(model, "demo")
+        assert demo == pt.pretrain_config(model, "demo", naming=world.naming, **changes)
+        # the tiny scale (tests) keeps the standard recipe
+        assert world.pretrain_config(model, "tiny") == pt.pretrain_config(model, "tiny", naming=world.naming)
+    weak, strong = (world.pretrain_config(m) for m in ("SynthViT-T-8", "SynthViT-S-8"))
+    assert (weak.steps, weak.seed, strong.steps, strong.seed) == (550, 0, 500, 1)
+
+
 # --------------------------------------------------------------------------------------------- config group
 
 
